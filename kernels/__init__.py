@@ -1,0 +1,18 @@
+"""qflash_kernels: integer attention for vision transformers (QFlash, I-ViT Shiftmax, ablation)."""
+from .attention import (
+    BACKENDS,
+    int8_attention_float_softmax,
+    ivit_attention,
+    qflash_attention,
+    resolve_backend,
+)
+from .qflash_reference import KEY_TILE, qflash_reference
+from .quant import GRANULARITIES, AttentionScales, compute_scales
+from .shiftmax import DEFAULT_OUTPUT_BITS, shiftmax
+from .validation import SUPPORTED_HEAD_DIMS
+
+__all__ = [
+    "BACKENDS", "DEFAULT_OUTPUT_BITS", "GRANULARITIES", "KEY_TILE", "SUPPORTED_HEAD_DIMS",
+    "AttentionScales", "compute_scales", "int8_attention_float_softmax", "ivit_attention",
+    "qflash_attention", "qflash_reference", "resolve_backend", "shiftmax",
+]

@@ -1,0 +1,37 @@
+"""Ablation: int8 Q/K/V (the same scales as QFlash) with an exact float softmax.
+
+Separates the error of quantizing Q/K/V from the error of the integer softmax.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .quant import AttentionScales, quantize_int8
+
+
+def int8_float_softmax_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scales: AttentionScales,
+    bias: Optional[torch.Tensor] = None,
+    mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    z = q.shape[0]
+    col = (-1, 1, 1, 1)
+    deq = [
+        quantize_int8(t, inv).float() * s.view(col)
+        for t, inv, s in ((q, scales.inv_q, scales.s_q), (k, scales.inv_k, scales.s_k), (v, scales.inv_v, scales.s_v))
+    ]
+    attn_bias = None
+    if bias is not None or mask is not None:
+        attn_bias = torch.zeros((), device=q.device)
+        if bias is not None:
+            attn_bias = attn_bias + bias.float().unsqueeze(0)
+        if mask is not None:
+            attn_bias = attn_bias + mask.float()[torch.arange(z, device=q.device) % mask.shape[0]].unsqueeze(1)
+    out = torch.nn.functional.scaled_dot_product_attention(*deq, attn_mask=attn_bias)
+    nan_rows = torch.isnan(scales.out_scale).view(col)
+    return torch.where(nan_rows, torch.full_like(out, float("nan")), out).to(q.dtype)

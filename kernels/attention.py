@@ -1,0 +1,83 @@
+"""Public entry points: QFlash, I-ViT-style and the float-softmax ablation on float Q/K/V."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+from .ablation import int8_float_softmax_attention
+from .qflash_reference import qflash_reference
+from .quant import AttentionScales, compute_scales
+from .shiftmax import DEFAULT_OUTPUT_BITS, ivit_attention_int
+from .validation import check_attention_inputs
+
+BACKENDS = ("auto", "triton", "reference")
+
+
+def triton_interpreter_on() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """'auto' runs the Triton kernel on CUDA (and on CPU under TRITON_INTERPRET=1), else the reference."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" or triton_interpreter_on() else "reference"
+    if backend == "triton" and device.type != "cuda" and not triton_interpreter_on():
+        raise RuntimeError(
+            "the Triton kernel needs a CUDA device; on CPU set TRITON_INTERPRET=1 before importing "
+            "qflash_kernels, or use backend='reference' (bit-exact, faster on CPU)"
+        )
+    return backend
+
+
+def qflash_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    granularity: str = "sample",
+    group: int = 1,
+    static_scales: Optional[tuple] = None,
+    bias: Optional[torch.Tensor] = None,
+    mask: Optional[torch.Tensor] = None,
+    backend: str = "auto",
+    scales: Optional[AttentionScales] = None,
+) -> torch.Tensor:
+    """Integer attention softmax(Q K^T / sqrt(D) + bias + mask) V with int8 Q/K/V, output in q's dtype.
+
+    q, k, v: (Z, H, N, D), any strides, D in {16, 32, 64, 128}. bias: (H, N, N); mask: (W, N, N),
+    z uses mask[z % W]. `group` consecutive z share one scale in 'sample' granularity (Swin windows).
+    Non-finite values: in 'sample'/'batch' a group holding inf or NaN gives NaN outputs for that group;
+    in 'static' NaN inputs quantize to 0 and inf saturates to +-127.
+    """
+    check_attention_inputs(q, k, v, bias, mask, group)
+    if scales is None:
+        scales = compute_scales(q, k, v, granularity, group, static_scales)
+    if resolve_backend(backend, q.device) == "reference":
+        return qflash_reference(q, k, v, scales, bias, mask)
+    from .qflash_triton import launch_qflash  # imported late: TRITON_INTERPRET is read at import
+
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    return launch_qflash(q, k, v, out, scales, bias, mask)
+
+
+def ivit_attention(
+    q, k, v, *, granularity="sample", group=1, static_scales=None, bias=None, mask=None,
+    output_bits: int = DEFAULT_OUTPUT_BITS,
+) -> torch.Tensor:
+    """I-ViT-style attention (materialized scores, Shiftmax at `output_bits`), output in q's dtype."""
+    check_attention_inputs(q, k, v, bias, mask, group)
+    scales = compute_scales(q, k, v, granularity, group, static_scales)
+    return ivit_attention_int(q, k, v, scales, bias, mask, output_bits, group)
+
+
+def int8_attention_float_softmax(
+    q, k, v, *, granularity="sample", group=1, static_scales=None, bias=None, mask=None,
+) -> torch.Tensor:
+    """Ablation: int8 Q/K/V with the same scales as QFlash, exact float softmax."""
+    check_attention_inputs(q, k, v, bias, mask, group)
+    scales = compute_scales(q, k, v, granularity, group, static_scales)
+    return int8_float_softmax_attention(q, k, v, scales, bias, mask)

@@ -1,0 +1,118 @@
+"""The QFlash integer attention in readable PyTorch, key tile by key tile.
+
+This is the specification of the integer algorithm, the test oracle of the Triton kernel (bit-exact)
+and the CPU path of the evaluation. All arithmetic is on int64 tensors; matrix products run in float64,
+where every partial sum is an integer below 2**53 and therefore exact.
+
+Per query row, over key tiles of KEY_TILE keys:
+  s      = Q_int . K_int + bias_int                      (integer score units)
+  m_new  = max(m, rowmax(s))
+  p      = exp2_fixed(m_new - s) >> 1                    (14-bit probability relative to the row max)
+  alpha  = exp2_fixed(m_new - m)                         (15-bit rescale factor, 2**15 when m is unchanged)
+  l      = round(l * alpha / 2**15) + rowsum(p)
+  acc    = round(acc * alpha / 2**15) + p . V_int        (p split in two 7-bit halves for int8 dots)
+  out    = round(acc * 2**8 / l) * s_v / 2**8
+The rescale is a multiply and a rounding shift ("scale release"): l and acc never change scale.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .quant import EXP_SHIFT, OUT_FRAC_BITS, AttentionScales, bias_to_score_units, quantize_int8
+
+KEY_TILE = 64  # keys per online-softmax step: part of the algorithm's definition, not a tuning knob
+EXP_ONE_BITS = 15  # exp2_fixed returns 2**-x at scale 2**15
+P_BITS = 14  # probabilities for P.V at scale 2**14, clamped to 2**14 - 1 (two int8 halves of 7 bits)
+P_MAX = (1 << P_BITS) - 1
+FRAC_BITS = 15  # bits of the exponent's fraction fed to the polynomial
+MAX_SHIFT = 20  # 2**15 >> 17 is already 0; clamping the shift keeps it far below the bit width
+# 2**-t on [0, 1) at scale 2**15: 1 - t (A - t (B - t C)), coefficients at scale 2**15
+# (a cubic fitted for minimal relative error with exact value 1 at t = 0; max rel. error 9e-5 before rounding).
+EXP_POLY_A = 22662
+EXP_POLY_B = 7575
+EXP_POLY_C = 1298
+
+
+def exp2_fixed(d: torch.Tensor, exp_mul: torch.Tensor, exp_dlim: torch.Tensor) -> torch.Tensor:
+    """2**(-d * exp_mul / 2**EXP_SHIFT) at scale 2**15 for integer d >= 0 (int64 in, int64 out).
+
+    exp_mul and exp_dlim broadcast against d. min(d, exp_dlim) * exp_mul < 2**31 always.
+    """
+    y = torch.minimum(d, exp_dlim) * exp_mul
+    whole = torch.clamp(y >> EXP_SHIFT, max=MAX_SHIFT)
+    t = (y >> (EXP_SHIFT - FRAC_BITS)) & ((1 << FRAC_BITS) - 1)
+    inner = EXP_POLY_B - ((t * EXP_POLY_C) >> FRAC_BITS)
+    inner = EXP_POLY_A - ((t * inner) >> FRAC_BITS)
+    frac_pow = (1 << EXP_ONE_BITS) - ((t * inner) >> FRAC_BITS)
+    return rshift_round(frac_pow, whole)
+
+
+def rshift_round(x: torch.Tensor, shift) -> torch.Tensor:
+    """x / 2**shift rounded half up, for shift >= 0 (0 leaves x unchanged)."""
+    return (x + ((1 << shift) >> 1)) >> shift
+
+
+def probabilities(d: torch.Tensor, exp_mul, exp_dlim) -> torch.Tensor:
+    """14-bit probabilities relative to the row max for score distances d >= 0."""
+    return torch.clamp(rshift_round(exp2_fixed(d, exp_mul, exp_dlim), 1), max=P_MAX)
+
+
+def qflash_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scales: AttentionScales,
+    bias: Optional[torch.Tensor] = None,
+    mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Integer attention of (Z, H, N, D) inputs; returns (Z, H, N, D) in q's dtype.
+
+    bias: (H, N, N) additive logit bias (Swin's relative-position bias), shared by every z.
+    mask: (W, N, N) additive mask; z uses mask[z % W] (Swin's shifted-window mask).
+    """
+    z, h, n, d = q.shape
+    qi = quantize_int8(q, scales.inv_q).to(torch.float64)
+    ki = quantize_int8(k, scales.inv_k).to(torch.float64)
+    vi = quantize_int8(v, scales.inv_v).to(torch.float64)
+    bias_int = _bias_int(bias, mask, scales, z, h, n, q.device)
+
+    col = (-1, 1, 1, 1)
+    exp_mul = scales.exp_mul.long().view(col)
+    exp_dlim = scales.exp_dlim.long().view(col)
+    m = torch.full((z, h, n, 1), -(1 << 30), dtype=torch.int64, device=q.device)
+    l = torch.zeros((z, h, n, 1), dtype=torch.int64, device=q.device)
+    acc = torch.zeros((z, h, n, d), dtype=torch.int64, device=q.device)
+    for start in range(0, n, KEY_TILE):
+        stop = min(start + KEY_TILE, n)
+        s = (qi @ ki[:, :, start:stop].transpose(-1, -2)).long()
+        if bias_int is not None:
+            s = s + bias_int[..., start:stop]
+        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+        p = probabilities(m_new - s, exp_mul, exp_dlim)
+        alpha = exp2_fixed(m_new - m, exp_mul, exp_dlim)
+        pv = (p.to(torch.float64) @ vi[:, :, start:stop]).long()
+        l = rshift_round(l * alpha, EXP_ONE_BITS) + p.sum(dim=-1, keepdim=True)
+        acc = rshift_round(acc * alpha, EXP_ONE_BITS) + pv
+        m = m_new
+    out = divide_round(acc << OUT_FRAC_BITS, l)
+    return (out.to(torch.float32) * scales.out_scale.view(col)).to(q.dtype)
+
+
+def divide_round(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den rounded half away from zero, den > 0; on magnitudes so that no signed division is needed."""
+    mag = (num.abs() + (den >> 1)) // den
+    return torch.where(num < 0, -mag, mag)
+
+
+def _bias_int(bias, mask, scales, z, h, n, device) -> Optional[torch.Tensor]:
+    if bias is None and mask is None:
+        return None
+    total = torch.zeros((z, h, n, n), dtype=torch.float32, device=device)
+    if bias is not None:
+        total = total + bias.float().unsqueeze(0)
+    if mask is not None:
+        windows = mask.shape[0]
+        total = total + mask.float()[torch.arange(z, device=device) % windows].unsqueeze(1)
+    return bias_to_score_units(total, scales.inv_c).long()

@@ -1,0 +1,190 @@
+"""QFlash: integer FlashAttention in one Triton kernel, bit-exact with `qflash_reference`.
+
+One program handles BLOCK_M query rows of one (z, h). Q is quantized to int8 on load; each key tile of
+KEY_TILE keys is quantized on load, scored with an int8 dot (int32), turned into 14-bit probabilities
+by the integer exp2, and accumulated with an integer online softmax (see qflash_reference for the
+algorithm in words). Plain pointer arithmetic and masks only, so the same source runs on triton 3.6+,
+newer releases and the interpreter (TRITON_INTERPRET=1, read when this module is imported).
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from . import qflash_reference as ref
+from . import quant
+
+# Globals read inside @triton.jit must be constexpr; the values come from the reference.
+KEY_TILE = ref.KEY_TILE
+EXP_ONE_BITS: tl.constexpr = ref.EXP_ONE_BITS
+EXP_POLY_A: tl.constexpr = ref.EXP_POLY_A
+EXP_POLY_B: tl.constexpr = ref.EXP_POLY_B
+EXP_POLY_C: tl.constexpr = ref.EXP_POLY_C
+FRAC_BITS: tl.constexpr = ref.FRAC_BITS
+FRAC_MASK: tl.constexpr = (1 << ref.FRAC_BITS) - 1
+FRAC_SHIFT: tl.constexpr = quant.EXP_SHIFT - ref.FRAC_BITS
+EXP_ONE: tl.constexpr = 1 << ref.EXP_ONE_BITS
+MAX_SHIFT: tl.constexpr = ref.MAX_SHIFT
+P_MAX: tl.constexpr = ref.P_MAX
+EXP_SHIFT: tl.constexpr = quant.EXP_SHIFT
+OUT_FRAC_BITS: tl.constexpr = quant.OUT_FRAC_BITS
+QMAX: tl.constexpr = float(quant.QMAX)
+BIAS_INT_LIMIT: tl.constexpr = quant.BIAS_INT_LIMIT
+NEG_SCORE: tl.constexpr = -(1 << 30)  # below any real score: the initial running max and masked keys
+
+
+@triton.jit
+def _round_half_away(t):
+    # truncation plus comparisons, as quant.round_half_away: no add consumes the product, so no FMA.
+    r = t.to(tl.int32)
+    rf = r.to(tl.float32)
+    return r + (t >= rf + 0.5).to(tl.int32) - (t <= rf - 0.5).to(tl.int32)
+
+
+@triton.jit
+def _quantize(x, inv_scale):
+    t = x.to(tl.float32) * inv_scale
+    t = tl.where(t == t, t, 0.0)
+    t = tl.minimum(tl.maximum(t, -QMAX), QMAX)
+    return _round_half_away(t).to(tl.int8)
+
+
+@triton.jit
+def _rshift_round(x, shift):
+    return (x + ((1 << shift) >> 1)) >> shift
+
+
+@triton.jit
+def _exp2_fixed(d, exp_mul, exp_dlim):
+    # 2**(-d * exp_mul / 2**EXP_SHIFT) at scale 2**15, d >= 0 (int32); the product stays below 2**31.
+    y = tl.minimum(d, exp_dlim) * exp_mul
+    whole = tl.minimum(y >> EXP_SHIFT, MAX_SHIFT)
+    t = (y >> FRAC_SHIFT) & FRAC_MASK
+    inner = EXP_POLY_B - ((t * EXP_POLY_C) >> FRAC_BITS)
+    inner = EXP_POLY_A - ((t * inner) >> FRAC_BITS)
+    frac_pow = EXP_ONE - ((t * inner) >> FRAC_BITS)
+    return _rshift_round(frac_pow, whole)
+
+
+@triton.jit
+def _to_output_dtype(x, dtype: tl.constexpr):
+    if dtype == tl.bfloat16:
+        # round to nearest even on the bits: the interpreter's own fp32 -> bf16 cast truncates
+        bits = x.to(tl.int32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536
+        x = bits.to(tl.float32, bitcast=True)
+    return x.to(dtype)
+
+
+@triton.jit
+def qflash_fwd_kernel(
+    Q, K, V, O,
+    INV_Q, INV_K, INV_V, EXP_MUL, EXP_DLIM, INV_C, OUT_SCALE,
+    BIAS, MASK,
+    stride_qz, stride_qh, stride_qn, stride_qd,
+    stride_kz, stride_kh, stride_kn, stride_kd,
+    stride_vz, stride_vh, stride_vn, stride_vd,
+    stride_oz, stride_oh, stride_on, stride_od,
+    stride_bh, stride_bn, stride_bk,
+    stride_mw, stride_mn, stride_mk,
+    H, N, NUM_WINDOWS,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
+):
+    pid_zh = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    z = pid_zh // H
+    h = pid_zh % H
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N
+    dim_ok = offs_d < HEAD_DIM
+
+    q_ptrs = Q + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
+    q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0.0), tl.load(INV_Q + z))
+    inv_k = tl.load(INV_K + z)
+    inv_v = tl.load(INV_V + z)
+    exp_mul = tl.load(EXP_MUL + z)
+    exp_dlim = tl.load(EXP_DLIM + z)
+    if HAS_BIAS or HAS_MASK:
+        inv_c = tl.load(INV_C + z)
+
+    k_base = K + z * stride_kz + h * stride_kh
+    v_base = V + z * stride_vz + h * stride_vh
+    m_i = tl.full([BLOCK_M], NEG_SCORE, dtype=tl.int32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.int64)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int64)
+    for start in range(0, N, BLOCK_N):
+        keys = start + offs_n
+        key_ok = keys < N
+        kt_ptrs = k_base + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
+        kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0.0), inv_k)
+        s = tl.dot(q, kt, out_dtype=tl.int32)
+        if HAS_BIAS or HAS_MASK:
+            tile_ok = row_ok[:, None] & key_ok[None, :]
+            b = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+            if HAS_BIAS:
+                b_ptrs = BIAS + h * stride_bh + offs_m[:, None] * stride_bn + keys[None, :] * stride_bk
+                b += tl.load(b_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
+            if HAS_MASK:
+                w = z % NUM_WINDOWS
+                mk_ptrs = MASK + w * stride_mw + offs_m[:, None] * stride_mn + keys[None, :] * stride_mk
+                b += tl.load(mk_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
+            t = b * inv_c
+            t = tl.where(t == t, t, 0.0)
+            t = tl.minimum(tl.maximum(t, -BIAS_INT_LIMIT), BIAS_INT_LIMIT)
+            s += _round_half_away(t)
+        s = tl.where(key_ok[None, :], s, NEG_SCORE)
+
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        e = _exp2_fixed(m_new[:, None] - s, exp_mul, exp_dlim)
+        p = tl.minimum(_rshift_round(e, 1), P_MAX)
+        p = tl.where(key_ok[None, :], p, 0)
+        alpha = _exp2_fixed(m_new - m_i, exp_mul, exp_dlim).to(tl.int64)
+
+        v_ptrs = v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        v = _quantize(tl.load(v_ptrs, mask=key_ok[:, None] & dim_ok[None, :], other=0.0), inv_v)
+        # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
+        pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
+        pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
+
+        l_i = _rshift_round(l_i * alpha, EXP_ONE_BITS) + tl.sum(p, axis=1).to(tl.int64)
+        acc = _rshift_round(acc * alpha[:, None], EXP_ONE_BITS) + pv.to(tl.int64)
+        m_i = m_new
+
+    num = acc << OUT_FRAC_BITS
+    den = tl.maximum(l_i, 1)[:, None]
+    mag = (tl.abs(num) + (den >> 1)) // den
+    out = tl.where(num < 0, -mag, mag).to(tl.float32) * tl.load(OUT_SCALE + z)
+    o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
+    tl.store(o_ptrs, _to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+
+
+BLOCK_M = 64
+NUM_WARPS = 4
+
+
+def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
+    """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place."""
+    z, h, n, d = q.shape
+    block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
+    dummy = scales.inv_c  # never read when the flag is off
+    b = bias if bias is not None else dummy
+    mk = mask if mask is not None else dummy
+    b_strides = bias.stride() if bias is not None else (0, 0, 0)
+    m_strides = mask.stride() if mask is not None else (0, 0, 0)
+    windows = mask.shape[0] if mask is not None else 1
+    grid = (z * h, triton.cdiv(n, BLOCK_M))
+    qflash_fwd_kernel[grid](
+        q, k, v, out,
+        scales.inv_q, scales.inv_k, scales.inv_v, scales.exp_mul, scales.exp_dlim, scales.inv_c,
+        scales.out_scale, b, mk,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
+        h, n, windows,
+        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_M=BLOCK_M, BLOCK_N=KEY_TILE,
+        HAS_BIAS=bias is not None, HAS_MASK=mask is not None,
+        num_warps=NUM_WARPS,
+    )
+    return out

@@ -1,0 +1,146 @@
+"""Per-tensor int8 quantization of Q, K, V and the integer constants derived from the scales.
+
+Everything here runs on the tensors' device with torch ops: no `.item()`, no host sync.
+The Triton kernel and the PyTorch reference both consume the same `AttentionScales`, so the
+float-to-integer bookkeeping is computed once and the two stay bit-exact by construction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+
+GRANULARITIES = ("sample", "batch", "static")
+QMAX = 127  # symmetric int8: values are clamped to [-127, 127]
+
+# Exponent fixed point: one doubling of the softmax = 2**EXP_SHIFT units of d * exp_mul.
+EXP_SHIFT = 26
+# exp_mul is clamped to [1, 2**EXP_SHIFT]: above that one integer score step would exceed one doubling.
+EXP_MUL_MAX = 1 << EXP_SHIFT
+INT32_MAX = (1 << 31) - 1
+# Integer bias (score units) is saturated here so that score + bias always fits in int32.
+BIAS_INT_LIMIT = float(1 << 24)
+# The output is acc / l with OUT_FRAC_BITS fractional bits before the final float scale.
+OUT_FRAC_BITS = 8
+
+ScaleArg = Union[float, torch.Tensor]
+
+
+@dataclass
+class AttentionScales:
+    """Per-call quantization state, one entry per leading index z of (Z, H, N, D).
+
+    inv_q/inv_k/inv_v: multipliers float -> int8 units (127 / amax).
+    exp_mul, exp_dlim: integer score difference d becomes exponent units min(d, exp_dlim) * exp_mul,
+        with 2**EXP_SHIFT units per doubling (exp_mul = round(s_q s_k log2(e) / sqrt(D) * 2**EXP_SHIFT)).
+    inv_c: multiplier real logit -> integer score units (sqrt(D) / (s_q s_k)), for the additive bias.
+    out_scale: s_v / 2**OUT_FRAC_BITS, NaN where the group held a non-finite value.
+    s_q, s_k, s_v: the float scales (for the float-softmax ablation and for reports).
+    """
+
+    inv_q: torch.Tensor
+    inv_k: torch.Tensor
+    inv_v: torch.Tensor
+    s_q: torch.Tensor
+    s_k: torch.Tensor
+    s_v: torch.Tensor
+    exp_mul: torch.Tensor
+    exp_dlim: torch.Tensor
+    inv_c: torch.Tensor
+    out_scale: torch.Tensor
+    granularity: str
+
+
+def _group_amax(x: torch.Tensor, granularity: str, group: int) -> torch.Tensor:
+    """max|x| per leading index z, shared by `group` consecutive z (windows of one image)."""
+    z = x.shape[0]
+    per_z = x.detach().abs().amax(dim=(1, 2, 3)).float()
+    if granularity == "batch":
+        return per_z.amax().expand(z).contiguous()
+    per_group = per_z.view(z // group, group).amax(dim=1)
+    return per_group.repeat_interleave(group)
+
+
+def _static_amax(scale: ScaleArg, z: int, device: torch.device) -> torch.Tensor:
+    """A caller's scale s (float or tensor of shape () / (Z,)) as amax = 127 * s per z."""
+    s = torch.as_tensor(scale, dtype=torch.float32, device=device)
+    if s.dim() > 1 or (s.dim() == 1 and s.numel() not in (1, z)):
+        raise ValueError(f"static scale must be a scalar or have shape ({z},), got {tuple(s.shape)}")
+    if not torch.compiler.is_compiling() and s.device.type == "cpu" and bool((s <= 0).any()):
+        raise ValueError("static scales must be positive")
+    return (s * QMAX).expand(z).contiguous()
+
+
+def compute_scales(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    granularity: str = "sample",
+    group: int = 1,
+    static_scales: Optional[tuple] = None,
+) -> AttentionScales:
+    """Scales for one attention call.
+
+    granularity: 'sample' (one scale per image and tensor; `group` consecutive z form one image, as
+    Swin's windows do), 'batch' (one scale per tensor over the whole call, as the paper's reference),
+    'static' (`static_scales` = (s_q, s_k, s_v) from calibration).
+    A tensor that is all zero gets amax 1 (its int8 values are all 0 anyway); a group holding inf or
+    NaN gets inverse scale 0 and a NaN output scale, so its outputs are NaN.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    z, _, _, d = q.shape
+    if group < 1 or z % group:
+        raise ValueError(f"group={group} must divide the leading dimension Z={z}")
+    if granularity == "static":
+        if static_scales is None or len(static_scales) != 3:
+            raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
+        amax = [_static_amax(s, z, q.device) for s in static_scales]
+    else:
+        amax = [_group_amax(t, granularity, group) for t in (q, k, v)]
+
+    finite = torch.isfinite(amax[0]) & torch.isfinite(amax[1]) & torch.isfinite(amax[2])
+    inv, s = [], []
+    for a in amax:
+        a_eff = torch.where(torch.isfinite(a) & (a > 0), a, torch.ones_like(a))
+        inv.append(torch.where(torch.isfinite(a), QMAX / a_eff, torch.zeros_like(a)))
+        s.append(a_eff / QMAX)
+
+    # Integer constants in float64: exact enough that rounding is the only error, and tiny tensors.
+    c = s[0].double() * s[1].double() / math.sqrt(d)
+    exp_mul = torch.round(c * (math.log2(math.e) * 2.0**EXP_SHIFT)).clamp(1, EXP_MUL_MAX)
+    exp_dlim = torch.div(INT32_MAX, exp_mul, rounding_mode="floor")
+    out_scale = torch.where(finite, s[2] / 2.0**OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
+    return AttentionScales(
+        inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
+        exp_mul=exp_mul.to(torch.int32), exp_dlim=exp_dlim.to(torch.int32),
+        inv_c=(1.0 / c).float(), out_scale=out_scale.float(), granularity=granularity,
+    )
+
+
+def round_half_away(t: torch.Tensor) -> torch.Tensor:
+    """Round float32 to int32, ties away from zero, the way the kernel does it.
+
+    Written as truncation plus two comparisons, never as floor(t + 0.5): a multiply feeding an add
+    may be fused into an FMA on the GPU, a comparison never is.
+    """
+    r = t.to(torch.int32)
+    rf = r.to(torch.float32)
+    return r + (t >= rf + 0.5).to(torch.int32) - (t <= rf - 0.5).to(torch.int32)
+
+
+def quantize_int8(x: torch.Tensor, inv_scale: torch.Tensor) -> torch.Tensor:
+    """x (Z, ...) float -> int32 values in [-127, 127]: round(clamp(x * inv_scale[z])). NaN -> 0."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    t = x.float() * inv_scale.view(shape)
+    t = torch.where(t == t, t, torch.zeros_like(t)).clamp(-QMAX, QMAX)
+    return round_half_away(t)
+
+
+def bias_to_score_units(bias: torch.Tensor, inv_c: torch.Tensor) -> torch.Tensor:
+    """Additive logit bias (fp32, broadcast to (Z, H, N, N)) -> integer score units round(b / c)."""
+    t = bias.float() * inv_c.view(-1, 1, 1, 1)
+    t = torch.where(t == t, t, torch.zeros_like(t)).clamp(-BIAS_INT_LIMIT, BIAS_INT_LIMIT)
+    return round_half_away(t)

@@ -1,0 +1,56 @@
+"""Input checks shared by every attention variant: clear errors instead of wrong numbers."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def check_attention_inputs(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    mask: Optional[torch.Tensor] = None,
+    group: int = 1,
+) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have rank 4 (Z, H, N, D), got shape {tuple(t.shape)}")
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(f"q, k, v shapes differ: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v are on different devices: {q.device}, {k.device}, {v.device}")
+    z, h, n, d = q.shape
+    if q.numel() == 0:
+        raise ValueError(f"empty input: shape {tuple(q.shape)} (Z, H, N must be >= 1)")
+    if d not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"head dim D={d} is not supported; supported head dims: {SUPPORTED_HEAD_DIMS}")
+    if group < 1 or z % group:
+        raise ValueError(f"group={group} must divide Z={z}")
+    if bias is not None:
+        _check_additive(bias, "bias", (h, n, n), q.device)
+    if mask is not None:
+        if mask.dim() != 3 or mask.shape[1:] != (n, n) or mask.shape[0] < 1:
+            raise ValueError(f"mask must have shape (windows, {n}, {n}), got {tuple(mask.shape)}")
+        if z % mask.shape[0]:
+            raise ValueError(f"Z={z} is not a multiple of the mask's {mask.shape[0]} windows")
+        _check_additive(mask, "mask", tuple(mask.shape), q.device)
+
+
+def _check_additive(t: torch.Tensor, name: str, shape: tuple, device: torch.device) -> None:
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device}, q on {device}")
