@@ -6,7 +6,7 @@ from .attention import (
     qflash_attention,
     resolve_backend,
 )
-from .qflash_reference import KEY_TILE, qflash_reference
+from .reference import KEY_TILE, qflash_reference
 from .quant import GRANULARITIES, AttentionScales, compute_scales
 from .shiftmax import DEFAULT_OUTPUT_BITS, shiftmax
 from .validation import SUPPORTED_HEAD_DIMS

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from .ablation import int8_float_softmax_attention
-from .qflash_reference import qflash_reference
+from .reference import qflash_reference
 from .quant import AttentionScales, compute_scales
 from .shiftmax import DEFAULT_OUTPUT_BITS, ivit_attention_int
 from .validation import check_attention_inputs

@@ -1,8 +1,8 @@
-"""QFlash: integer FlashAttention in one Triton kernel, bit-exact with `qflash_reference`.
+"""QFlash: integer FlashAttention in one Triton kernel, bit-exact with `reference.qflash_reference`.
 
 One program handles BLOCK_M query rows of one (z, h). Q is quantized to int8 on load; each key tile of
 KEY_TILE keys is quantized on load, scored with an int8 dot (int32), turned into 14-bit probabilities
-by the integer exp2, and accumulated with an integer online softmax (see qflash_reference for the
+by the integer exp2, and accumulated with an integer online softmax (see reference.py for the
 algorithm in words). Plain pointer arithmetic and masks only, so the same source runs on triton 3.6+,
 newer releases and the interpreter (TRITON_INTERPRET=1, read when this module is imported).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from . import qflash_reference as ref
+from . import reference as ref
 from . import quant
 
 # Globals read inside @triton.jit must be constexpr; the values come from the reference.

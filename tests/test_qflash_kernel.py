@@ -1,0 +1,76 @@
+"""The Triton kernel against the integer reference: bit-exact on fresh random inputs."""
+import pytest
+import torch
+
+from helpers import random_qkv, swin_bias_and_mask
+from qflash_kernels import compute_scales, qflash_attention, qflash_reference
+
+pytestmark = pytest.mark.slow
+
+
+def kernel_and_reference(q, k, v, granularity, group=1, bias=None, mask=None, static=None):
+    scales = compute_scales(q, k, v, granularity, group, static)
+    out = qflash_attention(q, k, v, scales=scales, bias=bias, mask=mask, group=group, backend="triton")
+    ref = qflash_reference(q, k, v, scales, bias, mask)
+    return out, ref
+
+
+@pytest.mark.parametrize("n", [1, 49, 50, 197, 257])
+@pytest.mark.parametrize("d", [32, 64])
+@pytest.mark.parametrize("granularity", ["sample", "batch", "static"])
+def test_bit_exact_vit(rng, device, n, d, granularity):
+    q, k, v = random_qkv(rng, 2, 2, n, d, device=device)
+    static = (0.03, 0.03, 0.02) if granularity == "static" else None  # saturates some values on purpose
+    out, ref = kernel_and_reference(q, k, v, granularity, static=static)
+    assert out.dtype == q.dtype and out.shape == q.shape
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("n", [49, 50])
+@pytest.mark.parametrize("granularity", ["sample", "batch"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_bit_exact_swin_bias_and_mask(rng, device, n, granularity, with_mask):
+    windows, images, h, d = 4, 2, 3, 32
+    q, k, v = random_qkv(rng, windows * images, h, n, d, device=device)
+    bias, mask = swin_bias_and_mask(rng, h, n, windows, device)
+    out, ref = kernel_and_reference(q, k, v, granularity, windows, bias, mask if with_mask else None)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("d", [16, 128])
+def test_bit_exact_dtypes_and_head_dims(rng, device, dtype, d):
+    q, k, v = random_qkv(rng, 2, 2, 70, d, dtype=dtype, device=device, fused=False)
+    out, ref = kernel_and_reference(q, k, v, "sample")
+    assert out.dtype == dtype
+    assert torch.equal(out, ref)
+
+
+def test_sample_granularity_is_batch_invariant(rng, device):
+    q, k, v = random_qkv(rng, 5, 3, 197, 64, device=device)
+    batched = qflash_attention(q, k, v, backend="triton")
+    for i in (0, 3):
+        alone = qflash_attention(q[i : i + 1], k[i : i + 1], v[i : i + 1], backend="triton")
+        assert torch.equal(alone[0], batched[i])
+
+
+def test_batch_granularity_depends_on_the_batch(rng, device):
+    q, k, v = random_qkv(rng, 3, 2, 49, 32, device=device)
+    k[1] *= 4  # another image with larger keys changes the shared scale
+    batched = qflash_attention(q, k, v, granularity="batch", backend="triton")
+    alone = qflash_attention(q[:1], k[:1], v[:1], granularity="batch", backend="triton")
+    assert not torch.equal(alone[0], batched[0])
+
+
+def test_zero_and_nonfinite_inputs_match_reference(rng, device):
+    q, k, v = random_qkv(rng, 3, 2, 50, 32, device=device, fused=False)
+    q[0] = 0.0
+    k[1, 1, 7, 3] = float("nan")
+    v[2, 0, 0, 0] = float("inf")
+    out, ref = kernel_and_reference(q, k, v, "sample")
+    assert torch.equal(out.isnan(), ref.isnan())
+    assert torch.equal(torch.nan_to_num(out), torch.nan_to_num(ref))
+    # image 0 has Q = 0: uniform attention over keys, i.e. the mean of the int8 values
+    assert torch.allclose(out[0].float(), v[0].float().mean(dim=1, keepdim=True).expand_as(v[0]), atol=0.02)
+    assert out[1].isnan().all() and out[2].isnan().all()
