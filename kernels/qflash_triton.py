@@ -14,23 +14,27 @@ import triton.language as tl
 from . import reference as ref
 from . import quant
 
-# Globals read inside @triton.jit must be constexpr; the values come from the reference.
+# Globals read inside @triton.jit must be tl.constexpr instances (triton 3.6 refuses annotated ones),
+# and derived values are precomputed: the interpreter cannot mix plain ints with constexpr objects.
 KEY_TILE = ref.KEY_TILE
-EXP_ONE_BITS: tl.constexpr = ref.EXP_ONE_BITS
-EXP_POLY_A: tl.constexpr = ref.EXP_POLY_A
-EXP_POLY_B: tl.constexpr = ref.EXP_POLY_B
-EXP_POLY_C: tl.constexpr = ref.EXP_POLY_C
-FRAC_BITS: tl.constexpr = ref.FRAC_BITS
-FRAC_MASK: tl.constexpr = (1 << ref.FRAC_BITS) - 1
-FRAC_SHIFT: tl.constexpr = quant.EXP_SHIFT - ref.FRAC_BITS
-EXP_ONE: tl.constexpr = 1 << ref.EXP_ONE_BITS
-MAX_SHIFT: tl.constexpr = ref.MAX_SHIFT
-P_MAX: tl.constexpr = ref.P_MAX
-EXP_SHIFT: tl.constexpr = quant.EXP_SHIFT
-OUT_FRAC_BITS: tl.constexpr = quant.OUT_FRAC_BITS
-QMAX: tl.constexpr = float(quant.QMAX)
-BIAS_INT_LIMIT: tl.constexpr = quant.BIAS_INT_LIMIT
-NEG_SCORE: tl.constexpr = -(1 << 30)  # below any real score: the initial running max and masked keys
+EXP_ONE_BITS = tl.constexpr(ref.EXP_ONE_BITS)
+EXP_POLY_A = tl.constexpr(ref.EXP_POLY_A)
+EXP_POLY_B = tl.constexpr(ref.EXP_POLY_B)
+EXP_POLY_C = tl.constexpr(ref.EXP_POLY_C)
+FRAC_BITS = tl.constexpr(ref.FRAC_BITS)
+FRAC_MASK = tl.constexpr((1 << ref.FRAC_BITS) - 1)
+FRAC_SHIFT = tl.constexpr(quant.EXP_SHIFT - ref.FRAC_BITS)
+EXP_ONE = tl.constexpr(1 << ref.EXP_ONE_BITS)
+MAX_SHIFT = tl.constexpr(ref.MAX_SHIFT)
+P_MAX = tl.constexpr(ref.P_MAX)
+EXP_SHIFT = tl.constexpr(quant.EXP_SHIFT)
+OUT_FRAC_BITS = tl.constexpr(quant.OUT_FRAC_BITS)
+QMAX = tl.constexpr(float(quant.QMAX))
+BIAS_INT_LIMIT = tl.constexpr(quant.BIAS_INT_LIMIT)
+NEG_BIAS_INT_LIMIT = tl.constexpr(-quant.BIAS_INT_LIMIT)
+NEG_QMAX = tl.constexpr(-float(quant.QMAX))
+EXP_HALF = tl.constexpr(1 << (ref.EXP_ONE_BITS - 1))
+NEG_SCORE = tl.constexpr(-(1 << 30))  # below any real score: the initial running max and masked keys
 
 
 @triton.jit
@@ -45,7 +49,7 @@ def _round_half_away(t):
 def _quantize(x, inv_scale):
     t = x.to(tl.float32) * inv_scale
     t = tl.where(t == t, t, 0.0)
-    t = tl.minimum(tl.maximum(t, -QMAX), QMAX)
+    t = tl.minimum(tl.maximum(t, NEG_QMAX), QMAX)
     return _round_half_away(t).to(tl.int8)
 
 
@@ -134,7 +138,7 @@ def qflash_fwd_kernel(
                 b += tl.load(mk_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
             t = b * inv_c
             t = tl.where(t == t, t, 0.0)
-            t = tl.minimum(tl.maximum(t, -BIAS_INT_LIMIT), BIAS_INT_LIMIT)
+            t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)
             s += _round_half_away(t)
         s = tl.where(key_ok[None, :], s, NEG_SCORE)
 
@@ -150,8 +154,8 @@ def qflash_fwd_kernel(
         pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
         pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
 
-        l_i = _rshift_round(l_i * alpha, EXP_ONE_BITS) + tl.sum(p, axis=1).to(tl.int64)
-        acc = _rshift_round(acc * alpha[:, None], EXP_ONE_BITS) + pv.to(tl.int64)
+        l_i = ((l_i * alpha + EXP_HALF) >> EXP_ONE_BITS) + tl.sum(p, axis=1).to(tl.int64)
+        acc = ((acc * alpha[:, None] + EXP_HALF) >> EXP_ONE_BITS) + pv.to(tl.int64)
         m_i = m_new
 
     num = acc << OUT_FRAC_BITS
