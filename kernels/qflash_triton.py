@@ -28,12 +28,17 @@ EXP_ONE = tl.constexpr(1 << ref.EXP_ONE_BITS)
 MAX_SHIFT = tl.constexpr(ref.MAX_SHIFT)
 P_MAX = tl.constexpr(ref.P_MAX)
 EXP_SHIFT = tl.constexpr(quant.EXP_SHIFT)
-OUT_FRAC_BITS = tl.constexpr(quant.OUT_FRAC_BITS)
 QMAX = tl.constexpr(float(quant.QMAX))
 BIAS_INT_LIMIT = tl.constexpr(quant.BIAS_INT_LIMIT)
 NEG_BIAS_INT_LIMIT = tl.constexpr(-quant.BIAS_INT_LIMIT)
 NEG_QMAX = tl.constexpr(-float(quant.QMAX))
 EXP_HALF = tl.constexpr(1 << (ref.EXP_ONE_BITS - 1))
+RECIP_ONE = tl.constexpr(1 << ref.RECIP_BITS)
+NORM_SHIFT = tl.constexpr(ref.RECIP_BITS - quant.OUT_FRAC_BITS)
+NORM_HALF = tl.constexpr(1 << (ref.RECIP_BITS - quant.OUT_FRAC_BITS - 1))
+LOW_MASK = tl.constexpr((1 << ref.EXP_ONE_BITS) - 1)
+# Largest N for which |acc| <= P_MAX * 127 * N fits in int32; longer sequences use int64 accumulators.
+INT32_ACC_MAX_N = ((1 << 31) - 1) // (ref.P_MAX * quant.QMAX)
 NEG_SCORE = tl.constexpr(-(1 << 30))  # below any real score: the initial running max and masked keys
 
 
@@ -71,6 +76,14 @@ def _exp2_fixed(d, exp_mul, exp_dlim):
 
 
 @triton.jit
+def _rescale_int32(x, alpha):
+    # (x * alpha + 2**14) >> 15 without leaving int32: x = hi * 2**15 + lo, and hi * alpha <= |x|.
+    hi = x >> EXP_ONE_BITS
+    lo = x & LOW_MASK
+    return hi * alpha + ((lo * alpha + EXP_HALF) >> EXP_ONE_BITS)
+
+
+@triton.jit
 def _to_output_dtype(x, dtype: tl.constexpr):
     if dtype == tl.bfloat16:
         # round to nearest even on the bits: the interpreter's own fp32 -> bf16 cast truncates
@@ -94,7 +107,7 @@ def qflash_fwd_kernel(
     H, N, NUM_WINDOWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr,
 ):
     pid_zh = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -118,8 +131,8 @@ def qflash_fwd_kernel(
     k_base = K + z * stride_kz + h * stride_kh
     v_base = V + z * stride_vz + h * stride_vh
     m_i = tl.full([BLOCK_M], NEG_SCORE, dtype=tl.int32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.int64)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int64)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.int32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int64 if WIDE_ACC else tl.int32)
     for start in range(0, N, BLOCK_N):
         keys = start + offs_n
         key_ok = keys < N
@@ -146,7 +159,7 @@ def qflash_fwd_kernel(
         e = _exp2_fixed(m_new[:, None] - s, exp_mul, exp_dlim)
         p = tl.minimum(_rshift_round(e, 1), P_MAX)
         p = tl.where(key_ok[None, :], p, 0)
-        alpha = _exp2_fixed(m_new - m_i, exp_mul, exp_dlim).to(tl.int64)
+        alpha = _exp2_fixed(m_new - m_i, exp_mul, exp_dlim)
 
         v_ptrs = v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
         v = _quantize(tl.load(v_ptrs, mask=key_ok[:, None] & dim_ok[None, :], other=0.0), inv_v)
@@ -154,14 +167,17 @@ def qflash_fwd_kernel(
         pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
         pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
 
-        l_i = ((l_i * alpha + EXP_HALF) >> EXP_ONE_BITS) + tl.sum(p, axis=1).to(tl.int64)
-        acc = ((acc * alpha[:, None] + EXP_HALF) >> EXP_ONE_BITS) + pv.to(tl.int64)
+        l_i = _rescale_int32(l_i, alpha) + tl.sum(p, axis=1)
+        if WIDE_ACC:
+            acc = ((acc * alpha.to(tl.int64)[:, None] + EXP_HALF) >> EXP_ONE_BITS) + pv.to(tl.int64)
+        else:
+            acc = _rescale_int32(acc, alpha[:, None]) + pv
         m_i = m_new
 
-    num = acc << OUT_FRAC_BITS
-    den = tl.maximum(l_i, 1)[:, None]
-    mag = (tl.abs(num) + (den >> 1)) // den
-    out = tl.where(num < 0, -mag, mag).to(tl.float32) * tl.load(OUT_SCALE + z)
+    l_wide = l_i.to(tl.int64)
+    recip = (RECIP_ONE + (l_wide >> 1)) // tl.maximum(l_wide, 1)
+    o = (acc.to(tl.int64) * recip[:, None] + NORM_HALF) >> NORM_SHIFT
+    out = o.to(tl.float32) * tl.load(OUT_SCALE + z)
     o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
     tl.store(o_ptrs, _to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
@@ -188,7 +204,7 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
         h, n, windows,
         HEAD_DIM=d, BLOCK_D=block_d, BLOCK_M=BLOCK_M, BLOCK_N=KEY_TILE,
-        HAS_BIAS=bias is not None, HAS_MASK=mask is not None,
+        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=n > INT32_ACC_MAX_N,
         num_warps=NUM_WARPS,
     )
     return out

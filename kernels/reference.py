@@ -11,7 +11,7 @@ Per query row, over key tiles of KEY_TILE keys:
   alpha  = exp2_fixed(m_new - m)                         (15-bit rescale factor, 2**15 when m is unchanged)
   l      = round(l * alpha / 2**15) + rowsum(p)
   acc    = round(acc * alpha / 2**15) + p . V_int        (p split in two 7-bit halves for int8 dots)
-  out    = round(acc * 2**8 / l) * s_v / 2**8
+  out    = round(acc * round(2**40 / l) / 2**32) * s_v / 2**8   (one integer division per row)
 The rescale is a multiply and a rounding shift ("scale release"): l and acc never change scale.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ EXP_ONE_BITS = 15  # exp2_fixed returns 2**-x at scale 2**15
 P_BITS = 14  # probabilities for P.V at scale 2**14, clamped to 2**14 - 1 (two int8 halves of 7 bits)
 P_MAX = (1 << P_BITS) - 1
 FRAC_BITS = 15  # bits of the exponent's fraction fed to the polynomial
-MAX_SHIFT = 20  # 2**15 >> 17 is already 0; clamping the shift keeps it far below the bit width
+MAX_SHIFT = 20
+RECIP_BITS = 40  # per-row reciprocal of l at scale 2**40  # 2**15 >> 17 is already 0; clamping the shift keeps it far below the bit width
 # 2**-t on [0, 1) at scale 2**15: 1 - t (A - t (B - t C)), coefficients at scale 2**15
 # (a cubic fitted for minimal relative error with exact value 1 at t = 0; max rel. error 9e-5 before rounding).
 EXP_POLY_A = 22662
@@ -96,14 +97,18 @@ def qflash_reference(
         l = rshift_round(l * alpha, EXP_ONE_BITS) + p.sum(dim=-1, keepdim=True)
         acc = rshift_round(acc * alpha, EXP_ONE_BITS) + pv
         m = m_new
-    out = divide_round(acc << OUT_FRAC_BITS, l)
+    out = normalize(acc, l)
     return (out.to(torch.float32) * scales.out_scale.view(col)).to(q.dtype)
 
 
-def divide_round(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """num / den rounded half away from zero, den > 0; on magnitudes so that no signed division is needed."""
-    mag = (num.abs() + (den >> 1)) // den
-    return torch.where(num < 0, -mag, mag)
+def normalize(acc: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """acc / l with OUT_FRAC_BITS fractional bits, through a per-row reciprocal round(2**40 / l).
+
+    |acc| <= 127 l, so acc * recip <= 127 * 2**40 fits in int64.
+    """
+    recip = ((1 << RECIP_BITS) + (l >> 1)) // torch.clamp(l, min=1)
+    shift = RECIP_BITS - OUT_FRAC_BITS
+    return (acc * recip + (1 << (shift - 1))) >> shift
 
 
 def _bias_int(bias, mask, scales, z, h, n, device) -> Optional[torch.Tensor]:

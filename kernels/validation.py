@@ -7,6 +7,7 @@ import torch
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+MAX_SEQUENCE = 65536  # keeps the integer row sum l below 2**31
 
 
 def check_attention_inputs(
@@ -33,6 +34,8 @@ def check_attention_inputs(
     z, h, n, d = q.shape
     if q.numel() == 0:
         raise ValueError(f"empty input: shape {tuple(q.shape)} (Z, H, N must be >= 1)")
+    if n > MAX_SEQUENCE:
+        raise ValueError(f"sequence length N={n} exceeds the supported maximum {MAX_SEQUENCE}")
     if d not in SUPPORTED_HEAD_DIMS:
         raise ValueError(f"head dim D={d} is not supported; supported head dims: {SUPPORTED_HEAD_DIMS}")
     if group < 1 or z % group:

@@ -47,6 +47,13 @@ def test_bit_exact_dtypes_and_head_dims(rng, device, dtype, d):
     assert torch.equal(out, ref)
 
 
+def test_bit_exact_long_sequence_with_int64_accumulators(rng, device):
+    # N above INT32_ACC_MAX_N switches the kernel to int64 accumulators; the reference is int64 always.
+    q, k, v = random_qkv(rng, 1, 1, 1100, 32, device=device, spread=0.3)
+    out, ref = kernel_and_reference(q, k, v, "sample")
+    assert torch.equal(out, ref)
+
+
 def test_sample_granularity_is_batch_invariant(rng, device):
     q, k, v = random_qkv(rng, 5, 3, 197, 64, device=device)
     batched = qflash_attention(q, k, v, backend="triton")
