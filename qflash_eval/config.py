@@ -1,0 +1,49 @@
+"""Model aliases and presets from configs/*.toml."""
+from __future__ import annotations
+
+import pathlib
+import tomllib
+from dataclasses import dataclass
+from typing import Optional
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    alias: str
+    timm_name: str
+    paper_fp32_top1: Optional[float] = None
+    paper_qflash_top1: Optional[float] = None
+
+
+def _load(name: str) -> dict:
+    with open(CONFIG_DIR / name, "rb") as f:
+        return tomllib.load(f)
+
+
+def model_aliases() -> dict[str, ModelAlias]:
+    return {alias: ModelAlias(alias=alias, **fields) for alias, fields in _load("models.toml")["models"].items()}
+
+
+def resolve_model_name(name: str) -> tuple[str, Optional[ModelAlias]]:
+    """An alias (deit_tiny) or any timm name -> (timm name, alias entry or None)."""
+    alias = model_aliases().get(name)
+    return (alias.timm_name, alias) if alias else (name, None)
+
+
+def presets() -> dict[str, dict]:
+    return _load("presets.toml")
+
+
+def preset(name: str) -> dict:
+    table = presets()
+    if name not in table:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(table))}")
+    values = dict(table[name])
+    for key in ("weights", "data", "results"):
+        value = values.get(key)
+        if value and (value.startswith("./") or value.startswith("../") or value.startswith("results/")):
+            values[key] = str((REPO_ROOT / value).resolve())
+    return values

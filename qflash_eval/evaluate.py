@@ -1,0 +1,81 @@
+"""The evaluation loop: every mode sees the same decoded batches, in one pass over the data."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModeModel:
+    mode: str
+    model: nn.Module
+    dtype: torch.dtype
+    replaced: int  # attention modules swapped (0 for float modes)
+
+
+@dataclass
+class PerImage:
+    """Per-image outcomes, one row per image this process evaluated."""
+
+    modes: list[str]
+    # one (index, label, top1 (B, modes) predicted class, hit5 (B, modes) label in top 5) per batch,
+    # appended in one step so that Ctrl-C never leaves a half-recorded batch
+    batches: list[tuple] = field(default_factory=list)
+    seconds: Optional[torch.Tensor] = None  # model time per mode
+
+    def rows(self) -> list[tuple]:
+        if not self.batches:
+            return []
+        index, label, top1, hit5 = (torch.cat(parts) for parts in zip(*self.batches))
+        return [
+            (int(index[i]), int(label[i]), top1[i].tolist(), hit5[i].tolist()) for i in range(index.numel())
+        ]
+
+
+def _synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(models: list[ModeModel], loader, device: torch.device, progress=None) -> tuple[PerImage, bool]:
+    """Run every model on every batch. Returns the outcomes and whether the run was interrupted.
+
+    Ctrl-C stops after the batch in flight; what finished is kept and reported.
+    """
+    result = PerImage(modes=[m.mode for m in models])
+    seconds = torch.zeros(len(models), dtype=torch.float64)
+    correct = torch.zeros(len(models), dtype=torch.long)
+    seen = 0
+    interrupted = False
+    try:
+        with torch.inference_mode():
+            for images, labels, index in loader:
+                images = images.to(device, non_blocking=True)
+                labels_dev = labels.to(device, non_blocking=True)
+                top1, hit5 = [], []
+                for j, m in enumerate(models):
+                    _synchronize(device)
+                    start = time.perf_counter()
+                    logits = m.model(images.to(m.dtype))
+                    top5 = logits.float().topk(5, dim=1).indices
+                    _synchronize(device)
+                    seconds[j] += time.perf_counter() - start
+                    top1.append(top5[:, 0])
+                    hit5.append((top5 == labels_dev[:, None]).any(dim=1))
+                top1_t, hit5_t = torch.stack(top1, 1).cpu(), torch.stack(hit5, 1).cpu()
+                result.batches.append((index.cpu(), labels.cpu(), top1_t, hit5_t))
+                correct += (top1_t == labels.cpu()[:, None]).sum(0)
+                seen += labels.numel()
+                if progress is not None:
+                    progress.update(labels.numel())
+                    progress.set_postfix_str(
+                        " | ".join(f"{m.mode} {100.0 * c / seen:.1f}" for m, c in zip(models, correct.tolist()))
+                    )
+    except KeyboardInterrupt:
+        interrupted = True
+    result.seconds = seconds
+    return result, interrupted
