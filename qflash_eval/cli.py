@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
     import timm.data
 
-    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=loaded.model))
+    data_config = timm.data.resolve_data_config({}, model=loaded.model)
+    transform = timm.data.create_transform(**data_config)
     mode_models = []
     for mode in modes:
         model = copy.deepcopy(loaded.model)
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = build_report(args, loaded, source, mode_models, rows, seconds.cpu().tolist(), device,
                           accelerator.num_processes, interrupted, calibration)
+    report["data"]["transform"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
     json_path = pathlib.Path(args.results) if args.results else default_results_path(args.model)
     files = rep.write_outputs(report, json_path, rows)
     print(rep.markdown(report))

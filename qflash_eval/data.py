@@ -172,8 +172,17 @@ def _hub_source(dataset_id: str, split: str, limit: Optional[int]) -> DataSource
     return DataSource("hub", dataset_id, split, records, limit)
 
 
-def _records_from_rows(rows, location: str, limit: Optional[int]) -> Iterator[Record]:
-    for i, row in enumerate(itertools.islice(rows, limit)):
+def _unbatched(stream, batch_size: int = 64) -> Iterator[dict]:
+    # stream.iter() reads every shard in order; iterating the stream itself inside a DataLoader worker
+    # would let `datasets` hand each worker a subset of the shards with row numbers restarting at 0.
+    for batch in stream.iter(batch_size=batch_size):
+        columns = list(batch)
+        for values in zip(*(batch[c] for c in columns)):
+            yield dict(zip(columns, values))
+
+
+def _records_from_rows(stream, location: str, limit: Optional[int]) -> Iterator[Record]:
+    for i, row in enumerate(itertools.islice(_unbatched(stream), limit)):
         image = row["image"]
         payload = image.get("bytes") if isinstance(image, dict) else image
         if payload is None and isinstance(image, dict) and image.get("path"):

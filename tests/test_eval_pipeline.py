@@ -1,0 +1,205 @@
+"""Model wrapping, the evaluation loop, reports and the command line (random weights: shapes only)."""
+import json
+
+import pytest
+import timm
+import torch
+
+from qflash_eval import report as rep
+from qflash_eval.attention_swap import (
+    AttentionConfig, IntegerViTAttention, IntegerWindowAttention, UnsupportedAttentionError, calibrate_static,
+    swap_attention,
+)
+from qflash_eval.cli import main, parse_modes
+from qflash_eval.evaluate import ModeModel, evaluate
+
+
+def tiny_vit(**kw):
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=10, **kw).eval()
+
+
+def tiny_swin():
+    return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, depths=(2, 2), num_heads=(3, 6),
+                             embed_dim=96, img_size=112, num_classes=10).eval()
+
+
+def cosine(a, b):
+    return torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0).item()
+
+
+@pytest.mark.parametrize("mode", ["qflash", "ivit", "int8qkv"])
+def test_vit_swap_replaces_every_block_and_keeps_weights(mode):
+    model = tiny_vit()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)
+    n = swap_attention(model, AttentionConfig(mode, backend="reference"))
+    assert n == 12
+    assert sum(isinstance(m, IntegerViTAttention) for m in model.modules()) == 12
+    with torch.inference_mode():
+        got = model(x)
+    assert cosine(got, expected) > 0.99
+    assert not torch.equal(got, expected)
+
+
+def test_swin_swap_uses_bias_and_shift_mask():
+    from helpers import sqnr_db
+
+    torch.manual_seed(0)
+    model = tiny_swin()
+    shifted = model.layers[0].blocks[1]  # the shifted-window block: mask of 0 / -100
+    assert shifted.attn_mask is not None
+    shifted.attn.relative_position_bias_table.data.normal_(0, 2.0)  # a bias large enough to matter
+    windows, n = shifted.attn_mask.shape[:2]
+    x = torch.randn(2 * windows, n, 96)
+    with torch.inference_mode():
+        expected = shifted.attn(x, mask=shifted.attn_mask)
+    assert swap_attention(model, AttentionConfig("qflash", backend="reference")) == 4
+    wrapper = model.layers[0].blocks[1].attn
+    assert isinstance(wrapper, IntegerWindowAttention)
+    model.qflash_context.batch_size = 2
+    with torch.inference_mode():
+        got = wrapper(x, mask=shifted.attn_mask)
+        no_mask = wrapper(x)
+        wrapper.inner.relative_position_bias_table.data.zero_()
+        no_bias = wrapper(x, mask=shifted.attn_mask)
+    assert sqnr_db(got, expected) > 30
+    assert sqnr_db(no_mask, expected) < 20 and sqnr_db(no_bias, expected) < 20
+
+
+def test_float_modes_replace_nothing_but_check_the_model():
+    model = tiny_vit()
+    assert swap_attention(model, AttentionConfig("fp16")) == 0
+    with pytest.raises(UnsupportedAttentionError, match="cannot be replaced"):
+        swap_attention(tiny_vit(global_pool="map"), AttentionConfig("fp16"))
+
+
+def test_model_without_attention_is_refused():
+    model = timm.create_model("resnet18", pretrained=False, num_classes=10)
+    with pytest.raises(UnsupportedAttentionError, match="no timm Attention"):
+        swap_attention(model, AttentionConfig("qflash"))
+
+
+def test_sample_granularity_adds_no_batch_dependence():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 64, 64)
+    float_model = tiny_vit()
+    int_model = tiny_vit()
+    int_model.load_state_dict(float_model.state_dict())
+    swap_attention(int_model, AttentionConfig("qflash", backend="reference"))
+    with torch.inference_mode():
+        alone, batched = int_model(x[2:3]), int_model(x)[2:3]
+        f_alone, f_batched = float_model(x[2:3]), float_model(x)[2:3]
+    # the integer attention is batch-invariant (bit-exact, tests/test_qflash_kernel.py); the logits
+    # differ at most as much as the float model's own linear layers do between batch sizes
+    assert (alone - batched).abs().max() <= (f_alone - f_batched).abs().max() + 1e-6
+    assert torch.equal(alone.argmax(1), batched.argmax(1))
+
+
+def test_batch_granularity_does_depend_on_the_batch():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 64, 64)
+    x[0] *= 5
+    model = tiny_vit()
+    swap_attention(model, AttentionConfig("qflash", granularity="batch", backend="reference"))
+    with torch.inference_mode():
+        assert not torch.allclose(model(x[1:2]), model(x)[1:2], atol=1e-4)
+
+
+def test_static_granularity_needs_and_uses_calibration():
+    model = tiny_vit()
+    swap_attention(model, AttentionConfig("qflash", granularity="static", backend="reference"))
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.raises(RuntimeError, match="calibration"), torch.inference_mode():
+        model(x)
+    assert calibrate_static(model, [x]) == 2
+    with torch.inference_mode():
+        assert torch.isfinite(model(x)).all()
+
+
+class InterruptingLoader:
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        yield self.batches[0]
+        raise KeyboardInterrupt
+
+
+def test_interrupted_evaluation_keeps_finished_batches():
+    model = tiny_vit()
+    batch = (torch.randn(3, 3, 64, 64), torch.tensor([1, 2, 3]), torch.tensor([0, 1, 2]))
+    outcome, interrupted = evaluate([ModeModel("fp32", model, torch.float32, 0)], InterruptingLoader([batch]),
+                                    torch.device("cpu"))
+    assert interrupted
+    assert [r[0] for r in outcome.rows()] == [0, 1, 2]
+
+
+def test_summary_agreement_and_paired_interval():
+    rows = [(0, 1, [1, 1], [1, 1]), (1, 2, [2, 3], [1, 1]), (2, 3, [0, 0], [0, 1]), (3, 4, [4, 4], [1, 1])]
+    res = rep.summarize(["fp16", "qflash"], rows, [1.0, 2.0])
+    assert res["fp16"]["top1"] == 75.0 and res["qflash"]["top1"] == 50.0
+    assert res["qflash"]["agreement"] == 75.0 and res["qflash"]["delta_top1"] == -25.0
+    lo, hi = res["qflash"]["delta_top1_ci95"]
+    assert lo < -25.0 < hi
+    assert res["qflash"]["top5"] == 100.0 and res["qflash"]["images_per_s"] == 2.0
+
+
+def test_parse_modes():
+    assert parse_modes("all", True) == ["fp32", "fp16", "ivit", "qflash"]
+    assert parse_modes("qflash", True) == ["fp16", "qflash"]
+    assert parse_modes("qflash", False) == ["qflash"]
+    with pytest.raises(ValueError, match="unknown mode"):
+        parse_modes("int4", True)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "not_a_model_xyz", "--data", "."], "unknown model"),
+        (["--model", "deit_tiny", "--mode", "fastest", "--data", "."], "unknown mode"),
+        (["--model", "deit_tiny", "--weights", "/nonexistent/w.safetensors"], "weights file not found"),
+        (["--model", "deit_tiny", "--weights", __file__.replace(".py", ".missing")], "not found"),
+    ],
+)
+def test_cli_errors_are_clear_and_nonzero(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_missing_data_path(tmp_path, capsys):
+    weights = tmp_path / "w.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict(), str(weights))
+    assert main(["--model", "deit_tiny", "--weights", str(weights), "--data", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_on_a_tiny_folder_and_compare(tmp_path, capsys):
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from qflash_eval.data import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for c in range(5):
+        Image.new("RGB", (260, 250), (40 * c, 90, 200 - 30 * c)).save(data / f"{wnids[c]}_x.JPEG")
+    weights = tmp_path / "w.safetensors"
+    save_file(timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict(), str(weights))
+    out = tmp_path / "r" / "a.json"
+    code = main(["--model", "deit_tiny", "--weights", str(weights), "--data", str(data), "--mode", "qflash,int8qkv",
+                 "--dtype", "float32", "--qflash-backend", "reference", "--batch-size", "2", "--workers", "0", "--results", str(out), "--no-progress"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert list(report["results"]) == ["fp16", "qflash", "int8qkv"]
+    assert report["results"]["qflash"]["count"] == 5 and report["results"]["qflash"]["dtype"] == "float32"
+    assert report["results"]["qflash"]["attention_modules_replaced"] == 12
+    assert report["weights_sha256"] and report["provenance"]["versions"]["torch"]
+    assert out.with_suffix(".csv").is_file() and out.with_suffix(".md").is_file()
+    capsys.readouterr()
+    assert main(["compare", str(out), str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table.count("| a | deit_tiny | qflash |") == 2
