@@ -4,6 +4,7 @@ from .attention import (
     int8_attention_float_softmax,
     ivit_attention,
     qflash_attention,
+    qflash_attention_int8,
     resolve_backend,
 )
 from .reference import KEY_TILE, qflash_reference
@@ -14,5 +15,5 @@ from .validation import SUPPORTED_HEAD_DIMS
 __all__ = [
     "BACKENDS", "DEFAULT_OUTPUT_BITS", "GRANULARITIES", "KEY_TILE", "SUPPORTED_HEAD_DIMS",
     "AttentionScales", "compute_scales", "int8_attention_float_softmax", "ivit_attention",
-    "qflash_attention", "qflash_reference", "resolve_backend", "shiftmax",
+    "qflash_attention", "qflash_attention_int8", "qflash_reference", "resolve_backend", "shiftmax",
 ]

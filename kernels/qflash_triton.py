@@ -8,6 +8,8 @@ newer releases and the interpreter (TRITON_INTERPRET=1, read when this module is
 """
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
 
@@ -20,12 +22,10 @@ KEY_TILE = ref.KEY_TILE
 EXP_ONE_BITS = tl.constexpr(ref.EXP_ONE_BITS)
 EXP_POLY_A = tl.constexpr(ref.EXP_POLY_A)
 EXP_POLY_B = tl.constexpr(ref.EXP_POLY_B)
-EXP_POLY_C = tl.constexpr(ref.EXP_POLY_C)
 FRAC_BITS = tl.constexpr(ref.FRAC_BITS)
 FRAC_MASK = tl.constexpr((1 << ref.FRAC_BITS) - 1)
 FRAC_SHIFT = tl.constexpr(quant.EXP_SHIFT - ref.FRAC_BITS)
 EXP_ONE = tl.constexpr(1 << ref.EXP_ONE_BITS)
-MAX_SHIFT = tl.constexpr(ref.MAX_SHIFT)
 P_MAX = tl.constexpr(ref.P_MAX)
 EXP_SHIFT = tl.constexpr(quant.EXP_SHIFT)
 QMAX = tl.constexpr(float(quant.QMAX))
@@ -39,7 +39,7 @@ NORM_HALF = tl.constexpr(1 << (ref.RECIP_BITS - quant.OUT_FRAC_BITS - 1))
 LOW_MASK = tl.constexpr((1 << ref.EXP_ONE_BITS) - 1)
 # Largest N for which |acc| <= P_MAX * 127 * N fits in int32; longer sequences use int64 accumulators.
 INT32_ACC_MAX_N = ((1 << 31) - 1) // (ref.P_MAX * quant.QMAX)
-NEG_SCORE = tl.constexpr(-(1 << 30))  # below any real score: the initial running max and masked keys
+NEG_SCORE = tl.constexpr(ref.NEG_SCORE)  # initial running max and masked keys (p = 0 without a select)
 
 
 @triton.jit
@@ -52,27 +52,23 @@ def _round_half_away(t):
 
 @triton.jit
 def _quantize(x, inv_scale):
-    t = x.to(tl.float32) * inv_scale
-    t = tl.where(t == t, t, 0.0)
-    t = tl.minimum(tl.maximum(t, NEG_QMAX), QMAX)
-    return _round_half_away(t).to(tl.int8)
+    if x.dtype == tl.int8:  # already quantized by the caller
+        q = x
+    else:
+        t = x.to(tl.float32) * inv_scale
+        t = tl.where(t == t, t, 0.0)
+        t = tl.minimum(tl.maximum(t, NEG_QMAX), QMAX)
+        q = _round_half_away(t).to(tl.int8)
+    return q
 
 
 @triton.jit
-def _rshift_round(x, shift):
-    return (x + ((1 << shift) >> 1)) >> shift
-
-
-@triton.jit
-def _exp2_fixed(d, exp_mul, exp_dlim):
-    # 2**(-d * exp_mul / 2**EXP_SHIFT) at scale 2**15, d >= 0 (int32); the product stays below 2**31.
+def _exp2_split(d, exp_mul, exp_dlim):
+    # 2**(-d * exp_mul / 2**EXP_SHIFT) = frac * 2**-15 * 2**-whole, d >= 0 (int32); y < 21 * 2**26.
     y = tl.minimum(d, exp_dlim) * exp_mul
-    whole = tl.minimum(y >> EXP_SHIFT, MAX_SHIFT)
     t = (y >> FRAC_SHIFT) & FRAC_MASK
-    inner = EXP_POLY_B - ((t * EXP_POLY_C) >> FRAC_BITS)
-    inner = EXP_POLY_A - ((t * inner) >> FRAC_BITS)
-    frac_pow = EXP_ONE - ((t * inner) >> FRAC_BITS)
-    return _rshift_round(frac_pow, whole)
+    frac = EXP_ONE - ((t * (EXP_POLY_A - ((t * EXP_POLY_B) >> FRAC_BITS))) >> FRAC_BITS)
+    return frac, y >> EXP_SHIFT
 
 
 @triton.jit
@@ -93,6 +89,20 @@ def _to_output_dtype(x, dtype: tl.constexpr):
     return x.to(dtype)
 
 
+def _launch_configs() -> list:
+    """Launch shapes only: KEY_TILE is fixed, so every config computes the same bits.
+
+    The interpreter gets one config (it cannot autotune); it is also one of the GPU's.
+    """
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return [triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=1)]
+    return [
+        triton.Config({"BLOCK_M": bm}, num_warps=w, num_stages=st)
+        for bm in (32, 64, 128) for w in (4, 8) for st in (1, 2) if not (bm == 32 and w == 8)
+    ]
+
+
+@triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC"])
 @triton.jit
 def qflash_fwd_kernel(
     Q, K, V, O,
@@ -120,7 +130,7 @@ def qflash_fwd_kernel(
     dim_ok = offs_d < HEAD_DIM
 
     q_ptrs = Q + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
-    q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0.0), tl.load(INV_Q + z))
+    q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0), tl.load(INV_Q + z))
     inv_k = tl.load(INV_K + z)
     inv_v = tl.load(INV_V + z)
     exp_mul = tl.load(EXP_MUL + z)
@@ -137,7 +147,7 @@ def qflash_fwd_kernel(
         keys = start + offs_n
         key_ok = keys < N
         kt_ptrs = k_base + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
-        kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0.0), inv_k)
+        kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k)
         s = tl.dot(q, kt, out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
             tile_ok = row_ok[:, None] & key_ok[None, :]
@@ -156,13 +166,13 @@ def qflash_fwd_kernel(
         s = tl.where(key_ok[None, :], s, NEG_SCORE)
 
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        e = _exp2_fixed(m_new[:, None] - s, exp_mul, exp_dlim)
-        p = tl.minimum(_rshift_round(e, 1), P_MAX)
-        p = tl.where(key_ok[None, :], p, 0)
-        alpha = _exp2_fixed(m_new - m_i, exp_mul, exp_dlim)
+        frac, whole = _exp2_split(m_new[:, None] - s, exp_mul, exp_dlim)
+        p = tl.minimum((frac + (1 << whole)) >> (whole + 1), P_MAX)
+        frac_a, whole_a = _exp2_split(m_new - m_i, exp_mul, exp_dlim)
+        alpha = (frac_a + ((1 << whole_a) >> 1)) >> whole_a
 
         v_ptrs = v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
-        v = _quantize(tl.load(v_ptrs, mask=key_ok[:, None] & dim_ok[None, :], other=0.0), inv_v)
+        v = _quantize(tl.load(v_ptrs, mask=key_ok[:, None] & dim_ok[None, :], other=0), inv_v)
         # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
         pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
         pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
@@ -182,10 +192,6 @@ def qflash_fwd_kernel(
     tl.store(o_ptrs, _to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
 
-BLOCK_M = 64
-NUM_WARPS = 4
-
-
 def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
     """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place."""
     z, h, n, d = q.shape
@@ -196,15 +202,16 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
     b_strides = bias.stride() if bias is not None else (0, 0, 0)
     m_strides = mask.stride() if mask is not None else (0, 0, 0)
     windows = mask.shape[0] if mask is not None else 1
-    grid = (z * h, triton.cdiv(n, BLOCK_M))
+    def grid(meta):
+        return (z * h, triton.cdiv(n, meta["BLOCK_M"]))
+
     qflash_fwd_kernel[grid](
         q, k, v, out,
         scales.inv_q, scales.inv_k, scales.inv_v, scales.exp_mul, scales.exp_dlim, scales.inv_c,
         scales.out_scale, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
         h, n, windows,
-        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_M=BLOCK_M, BLOCK_N=KEY_TILE,
+        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE,
         HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=n > INT32_ACC_MAX_N,
-        num_warps=NUM_WARPS,
     )
     return out

@@ -19,7 +19,9 @@ QMAX = 127  # symmetric int8: values are clamped to [-127, 127]
 EXP_SHIFT = 26
 # exp_mul is clamped to [1, 2**EXP_SHIFT]: above that one integer score step would exceed one doubling.
 EXP_MUL_MAX = 1 << EXP_SHIFT
-INT32_MAX = (1 << 31) - 1
+# exp_dlim saturates the exponent just below EXP_SATURATE doublings: every shift stays <= 20 and
+# every probability past it is 0.
+EXP_SATURATE = 21
 # Integer bias (score units) is saturated here so that score + bias always fits in int32.
 BIAS_INT_LIMIT = float(1 << 24)
 # The output is acc / l with OUT_FRAC_BITS fractional bits before the final float scale.
@@ -53,24 +55,36 @@ class AttentionScales:
     granularity: str
 
 
-def _group_amax(x: torch.Tensor, granularity: str, group: int) -> torch.Tensor:
-    """max|x| per leading index z, shared by `group` consecutive z (windows of one image)."""
-    z = x.shape[0]
-    per_z = x.detach().abs().amax(dim=(1, 2, 3)).float()
+def _group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
+    """(3, Z) max|x| of q, k, v per leading index z, shared by `group` consecutive z (Swin windows).
+
+    Non-finite inputs give a non-finite amax (NaN on the torch path, inf from the CUDA kernel).
+    """
+    z = q.shape[0]
+    if q.is_cuda:  # one launch instead of three abs + amax passes
+        from .amax_triton import amax_per_z
+
+        per_z = amax_per_z(q, k, v)
+    else:
+        per_z = torch.stack([t.detach().abs().amax(dim=(1, 2, 3)).float() for t in (q, k, v)])
     if granularity == "batch":
-        return per_z.amax().expand(z).contiguous()
-    per_group = per_z.view(z // group, group).amax(dim=1)
-    return per_group.repeat_interleave(group)
+        return per_z.amax(dim=1, keepdim=True).expand(3, z)
+    if group == 1:
+        return per_z
+    return per_z.view(3, z // group, group).amax(dim=2).repeat_interleave(group, dim=1)
 
 
-def _static_amax(scale: ScaleArg, z: int, device: torch.device) -> torch.Tensor:
-    """A caller's scale s (float or tensor of shape () / (Z,)) as amax = 127 * s per z."""
-    s = torch.as_tensor(scale, dtype=torch.float32, device=device)
-    if s.dim() > 1 or (s.dim() == 1 and s.numel() not in (1, z)):
-        raise ValueError(f"static scale must be a scalar or have shape ({z},), got {tuple(s.shape)}")
-    if not torch.compiler.is_compiling() and s.device.type == "cpu" and bool((s <= 0).any()):
-        raise ValueError("static scales must be positive")
-    return (s * QMAX).expand(z).contiguous()
+def _static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
+    """The caller's scales (s_q, s_k, s_v), each a float or a tensor of shape () / (Z,), as (3, Z) amax."""
+    rows = []
+    for scale in static_scales:
+        if isinstance(scale, (int, float)) and scale <= 0:
+            raise ValueError("static scales must be positive")
+        s = torch.as_tensor(scale, dtype=torch.float32, device=device)
+        if s.dim() > 1 or (s.dim() == 1 and s.numel() not in (1, z)):
+            raise ValueError(f"static scale must be a scalar or have shape ({z},), got {tuple(s.shape)}")
+        rows.append((s * QMAX).expand(z))
+    return torch.stack(rows)
 
 
 def compute_scales(
@@ -97,22 +111,23 @@ def compute_scales(
     if granularity == "static":
         if static_scales is None or len(static_scales) != 3:
             raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
-        amax = [_static_amax(s, z, q.device) for s in static_scales]
+        amax = _static_amax(static_scales, z, q.device)
     else:
-        amax = [_group_amax(t, granularity, group) for t in (q, k, v)]
+        amax = _group_amax(q, k, v, granularity, group)
+    return scales_from_amax(amax, d, granularity)
 
-    finite = torch.isfinite(amax[0]) & torch.isfinite(amax[1]) & torch.isfinite(amax[2])
-    inv, s = [], []
-    for a in amax:
-        a_eff = torch.where(torch.isfinite(a) & (a > 0), a, torch.ones_like(a))
-        inv.append(torch.where(torch.isfinite(a), QMAX / a_eff, torch.zeros_like(a)))
-        s.append(a_eff / QMAX)
 
-    # Integer constants in float64: exact enough that rounding is the only error, and tiny tensors.
-    c = s[0].double() * s[1].double() / math.sqrt(d)
-    exp_mul = torch.round(c * (math.log2(math.e) * 2.0**EXP_SHIFT)).clamp(1, EXP_MUL_MAX)
-    exp_dlim = torch.div(INT32_MAX, exp_mul, rounding_mode="floor")
-    out_scale = torch.where(finite, s[2] / 2.0**OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
+def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> AttentionScales:
+    """All integer constants from a (3, Z) float32 amax of q, k, v, in a handful of device ops."""
+    finite = torch.isfinite(amax)
+    a_eff = torch.where(finite & (amax > 0), amax, torch.ones_like(amax))
+    inv = torch.where(finite, QMAX / a_eff, torch.zeros_like(amax))
+    s = a_eff / QMAX
+    # float64 for the integer constants: exact enough that rounding is the only error
+    c = s[0].double() * s[1].double() / math.sqrt(head_dim)
+    exp_mul = torch.round(c * (math.log2(math.e) * 2.0**EXP_SHIFT)).clamp_(1, EXP_MUL_MAX)
+    exp_dlim = torch.div(EXP_SATURATE * 2.0**EXP_SHIFT - 1, exp_mul, rounding_mode="floor")
+    out_scale = torch.where(finite.all(dim=0), s[2] / 2.0**OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
     return AttentionScales(
         inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
         exp_mul=exp_mul.to(torch.int32), exp_dlim=exp_dlim.to(torch.int32),

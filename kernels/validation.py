@@ -17,14 +17,17 @@ def check_attention_inputs(
     bias: Optional[torch.Tensor] = None,
     mask: Optional[torch.Tensor] = None,
     group: int = 1,
+    allow_int8: bool = False,
 ) -> None:
+    dtypes = SUPPORTED_DTYPES + ((torch.int8,) if allow_int8 else ())
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
             raise ValueError(f"{name} must have rank 4 (Z, H, N, D), got shape {tuple(t.shape)}")
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
+        if t.dtype not in dtypes:
+            names = ", ".join(str(dt).replace("torch.", "") for dt in dtypes)
+            raise TypeError(f"{name} has dtype {t.dtype}; supported: {names}")
     if not (q.shape == k.shape == v.shape):
         raise ValueError(f"q, k, v shapes differ: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype):

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from helpers import random_qkv, swin_bias_and_mask
-from qflash_kernels import compute_scales, qflash_attention, qflash_reference
+from qflash_kernels import compute_scales, qflash_attention, qflash_attention_int8, qflash_reference
+from qflash_kernels.amax_triton import amax_per_z
+from qflash_kernels.quant import quantize_int8
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +83,24 @@ def test_zero_and_nonfinite_inputs_match_reference(rng, device):
     # image 0 has Q = 0: uniform attention over keys, i.e. the mean of the int8 values
     assert torch.allclose(out[0].float(), v[0].float().mean(dim=1, keepdim=True).expand_as(v[0]), atol=0.02)
     assert out[1].isnan().all() and out[2].isnan().all()
+
+
+def test_int8_inputs_match_the_float_path(rng, device):
+    q, k, v = random_qkv(rng, 2, 3, 197, 64, device=device)
+    static = (0.02, 0.025, 0.015)
+    from_float = qflash_attention(q, k, v, granularity="static", static_scales=static, backend="triton")
+    scales = compute_scales(q, k, v, "static", static_scales=static)
+    ints = [quantize_int8(t, inv).to(torch.int8) for t, inv in ((q, scales.inv_q), (k, scales.inv_k), (v, scales.inv_v))]
+    from_int8 = qflash_attention_int8(*ints, static, backend="triton")
+    assert torch.equal(from_int8, qflash_attention_int8(*ints, static, backend="reference"))
+    assert torch.equal(from_int8, from_float.half())
+
+
+def test_amax_kernel_matches_torch(rng, device):
+    q, k, v = random_qkv(rng, 3, 2, 70, 32, device=device)
+    v[1, 0, 5, 5] = float("nan")
+    got = amax_per_z(q, k, v)
+    want = torch.stack([t.abs().amax(dim=(1, 2, 3)).float() for t in (q, k, v)])
+    finite = torch.isfinite(want)
+    assert torch.equal(got[finite], want[finite])
+    assert torch.isinf(got[~finite]).all() and (~finite).sum() == 1

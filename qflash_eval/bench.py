@@ -1,0 +1,244 @@
+"""GPU benchmark: QFlash against PyTorch SDPA on the paper's workloads, and whole models in each mode.
+
+python -m qflash_eval.bench --out results/bench [--batches 1 8 64 256] [--models deit_tiny,vit_base]
+Medians of triton.testing.do_bench, ratios against SDPA measured in the same process, achieved
+bandwidth against a measured device copy. Writes bench.json, bench.md and bench.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+from typing import Callable, Optional
+
+import torch
+
+import qflash_kernels as qk
+from qflash_kernels.qflash_triton import launch_qflash
+from qflash_kernels.quant import compute_scales, quantize_int8
+
+from .report import markdown_table, provenance
+from .workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
+
+SDPA_BACKENDS = ("flash", "efficient", "cudnn")
+
+
+def median_ms(fn: Callable, warmup: int = 25, rep: int = 100) -> float:
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+
+
+def peak_mib(fn: Callable) -> float:
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def copy_bandwidth_gbs() -> float:
+    """Device-to-device copy of 1 GiB, bytes read plus written."""
+    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src))
+    return 2 * src.numel() / ms / 1e6
+
+
+def sdpa_fn(q, k, v, backend: Optional[str], attn_mask=None):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kinds = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+             "cudnn": SDPBackend.CUDNN_ATTENTION}
+
+    def run():
+        if backend is None:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        with sdpa_kernel([kinds[backend]]):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+    return run
+
+
+def swin_bias_mask(name: str, batch: int, h: int, n: int):
+    windows = WORKLOADS[name][0]
+    bias = torch.randn(h, n, n, device="cuda") * 2
+    mask = torch.where(torch.rand(windows, n, n, device="cuda") < 0.3, -100.0, 0.0)
+    full = (bias.unsqueeze(0) + mask.unsqueeze(1)).half()  # (windows, H, N, N), as timm adds them
+    attn_mask = full.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(batch * windows, h, n, n)
+    return bias, mask, attn_mask
+
+
+def bench_workload(name: str, batch: int) -> list[dict]:
+    z, h, n, d = shape_at_batch(name, batch)
+    elements = z * h * n * d
+    q, k, v = [(torch.rand(z, h, n, d, device="cuda") * 8 - 4).half() for _ in range(3)]
+    variants: dict[str, tuple[Callable, int]] = {}
+    fp16_bytes = 4 * elements * 2  # read Q, K, V, write O, fp16
+    for backend in SDPA_BACKENDS:
+        variants[f"sdpa_{backend}"] = (sdpa_fn(q, k, v, backend), fp16_bytes)
+    scales = compute_scales(q, k, v)
+    ints = [quantize_int8(t, inv).to(torch.int8) for t, inv in ((q, scales.inv_q), (k, scales.inv_k), (v, scales.inv_v))]
+    out = torch.empty_like(q)
+    variants["qflash_kernel_int8"] = (lambda: launch_qflash(*ints, out, scales), 3 * elements + 2 * elements)
+    variants["qflash_op"] = (lambda: qk.qflash_attention(q, k, v), fp16_bytes)
+    variants["ivit_op"] = (lambda: qk.ivit_attention(q, k, v), fp16_bytes)
+    if name in SWIN_WORKLOADS:
+        bias, mask, attn_mask = swin_bias_mask(name, batch, h, n)
+        group = WORKLOADS[name][0]
+        variants["sdpa_attn_mask"] = (sdpa_fn(q, k, v, None, attn_mask), fp16_bytes + attn_mask.numel() * 2)
+        variants["qflash_op_bias_mask"] = (
+            lambda: qk.qflash_attention(q, k, v, bias=bias, mask=mask, group=group), fp16_bytes)
+    rows = []
+    for variant, (fn, min_bytes) in variants.items():
+        try:
+            fn()
+            ms = median_ms(fn)
+            mem = peak_mib(fn)
+        except RuntimeError as err:  # an SDPA backend that does not take this shape
+            rows.append({"workload": name, "batch": batch, "variant": variant, "error": str(err)[:120]})
+            continue
+        rows.append({"workload": name, "batch": batch, "variant": variant, "ms": ms, "peak_mib": round(mem, 1),
+                     "min_bytes": min_bytes, "gbs": min_bytes / ms / 1e6})
+    fastest = min((r["ms"] for r in rows if r["variant"].startswith("sdpa_") and r["variant"] != "sdpa_attn_mask"
+                   and "ms" in r), default=None)
+    masked = next((r["ms"] for r in rows if r["variant"] == "sdpa_attn_mask" and "ms" in r), None)
+    for r in rows:
+        if "ms" in r and fastest:
+            base = masked if r["variant"] == "qflash_op_bias_mask" and masked else fastest
+            r["ratio_vs_sdpa"] = r["ms"] / base
+    del q, k, v, ints, out
+    torch.cuda.empty_cache()
+    return rows
+
+
+def compile_counts() -> dict:
+    """Kernel variants compiled per (N, D) after calls at several batch sizes (autotuning included)."""
+    from qflash_kernels.qflash_triton import qflash_fwd_kernel
+
+    jit = qflash_fwd_kernel.fn
+
+    def compiled() -> int:
+        return sum(len(cache[0]) for cache in jit.device_caches.values())
+
+    counts = {}
+    for n, d, h in ((197, 64, 12), (49, 32, 3)):
+        before = compiled()
+        for batch in (1, 7, 64, 256):
+            qkv = torch.randn(batch, n, 3, h, d, device="cuda", dtype=torch.float16).permute(2, 0, 3, 1, 4)
+            qk.qflash_attention(qkv[0], qkv[1], qkv[2])
+        after_first = compiled()
+        counts[f"N={n},D={d}"] = {"compiled_over_batches_1_7_64_256": after_first - before,
+                                  "autotune_configs": len(qflash_fwd_kernel.configs)}
+    return counts
+
+
+def bench_models(models: list[str], batch: int) -> list[dict]:
+    import copy
+
+    import timm
+
+    from .attention_swap import AttentionConfig, swap_attention
+    from .config import resolve_model_name
+
+    rows = []
+    x = torch.randn(batch, 3, 224, 224, device="cuda").half()
+    for alias in models:
+        base = timm.create_model(resolve_model_name(alias)[0], pretrained=False).eval()
+        fp16_ms = None
+        for mode in ("fp16", "ivit", "qflash"):
+            model = copy.deepcopy(base)
+            swap_attention(model, AttentionConfig(mode))
+            model = model.cuda().half()
+            with torch.inference_mode():
+                ms = median_ms(lambda: model(x), warmup=5, rep=30)
+            fp16_ms = ms if mode == "fp16" else fp16_ms
+            rows.append({"model": alias, "mode": mode, "batch": batch, "ms": ms, "images_per_s": batch / ms * 1e3,
+                         "vs_fp16": fp16_ms / ms})
+            del model
+            torch.cuda.empty_cache()
+    return rows
+
+
+def kernel_table(rows: list[dict]) -> str:
+    header = ["workload", "batch", "variant", "median ms", "x fastest SDPA", "GB/s (min bytes)", "peak MiB"]
+    body = []
+    for r in rows:
+        if "ms" not in r:
+            body.append([r["workload"], str(r["batch"]), r["variant"], "n/a", "-", "-", "-"])
+            continue
+        ratio = f"{r['ratio_vs_sdpa']:.2f}" if "ratio_vs_sdpa" in r else "-"
+        body.append([r["workload"], str(r["batch"]), r["variant"], f"{r['ms']:.4f}", ratio, f"{r['gbs']:.0f}",
+                     f"{r['peak_mib']:.0f}"])
+    return markdown_table(header, body)
+
+
+def model_table(rows: list[dict]) -> str:
+    header = ["model", "mode", "batch", "median ms", "images/s", "x fp16 images/s"]
+    body = [[r["model"], r["mode"], str(r["batch"]), f"{r['ms']:.2f}", f"{r['images_per_s']:.0f}",
+             f"{r['vs_fp16']:.2f}"] for r in rows]
+    return markdown_table(header, body)
+
+
+def chart(rows: list[dict], path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({r["batch"] for r in rows})
+    variants = ["qflash_kernel_int8", "qflash_op", "qflash_op_bias_mask", "ivit_op"]
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 4), sharey=True)
+    axes = axes if len(batches) > 1 else [axes]
+    for ax, b in zip(axes, batches):
+        names = sorted({r["workload"] for r in rows if r["batch"] == b})
+        for i, var in enumerate(variants):
+            vals = [next((r.get("ratio_vs_sdpa", float("nan")) for r in rows
+                          if r["batch"] == b and r["workload"] == w and r["variant"] == var), float("nan"))
+                    for w in names]
+            ax.bar([j + 0.2 * i for j in range(len(names))], vals, width=0.2, label=var)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks([j + 0.3 for j in range(len(names))], names)
+        ax.set_yscale("log")
+        ax.set_title(f"batch {b}: time / fastest SDPA (lower is better)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", default="results/bench")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256])
+    p.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    p.add_argument("--models", default="deit_tiny,deit_small,vit_base,swin_tiny")
+    p.add_argument("--model-batch", type=int, default=256)
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("the benchmark needs a CUDA GPU")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    copy_gbs = copy_bandwidth_gbs()
+    compiles = compile_counts()
+    print("compiled kernel variants:", compiles, flush=True)
+    rows = []
+    for name in args.workloads:
+        for b in args.batches:
+            rows += bench_workload(name, b)
+            print(kernel_table([r for r in rows if r["workload"] == name and r["batch"] == b]).split("\n", 2)[2],
+                  flush=True)
+    models = bench_models([m for m in args.models.split(",") if m], args.model_batch) if args.models else []
+    result = {"provenance": provenance(torch.cuda.get_device_name(), 1), "copy_gbs": copy_gbs, "compiles": compiles,
+              "kernels": rows, "models": models}
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = (f"Device: {result['provenance']['device']}; measured copy bandwidth {copy_gbs:.0f} GB/s; "
+            f"compiled variants: {compiles}.\n\n"
+            + kernel_table(rows) + "\n\n" + model_table(models) + "\n")
+    (out / "bench.md").write_text(text)
+    chart(rows, out / "bench.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
