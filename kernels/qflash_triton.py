@@ -102,7 +102,16 @@ def _launch_configs() -> list:
     ]
 
 
-@triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC"])
+def _prune_configs(configs, named_args, **kwargs):
+    # triton 3.6 on the H100 returned wrong results for BLOCK_M=64 with 8 warps at D=128 (found by
+    # tests/test_qflash_kernel.py and a config sweep on the GPU); never offer it.
+    if named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM")) == 128:
+        configs = [c for c in configs if not (c.kwargs["BLOCK_M"] == 64 and c.num_warps == 8)]
+    return configs
+
+
+@triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC"],
+                 prune_configs_by={"early_config_prune": _prune_configs})
 @triton.jit
 def qflash_fwd_kernel(
     Q, K, V, O,
