@@ -1,17 +1,29 @@
-"""max|x| per leading index z of three (Z, H, N, D) tensors in one launch (CUDA only).
+"""Per-call scales on CUDA in two launches: max|x| of Q, K, V, then every integer constant.
 
-One program per (z, h, tensor) reduces its (N, D) slice and folds it in with an atomic max on the
-float bits (non-negative floats order like their int32 bits). Non-finite values count as +inf.
+`amax_per_z` reduces each (z, h) slice and folds it into slot z // group_div with an atomic max on the
+float bits (non-negative floats order like their int32 bits); non-finite values count as +inf.
+`constants_kernel` computes what quant.scales_from_amax computes with torch, with the same IEEE
+operations in the same order (divisions correctly rounded, no FMA contraction), so both paths give
+identical bits (checked on the GPU by tests/test_qflash_kernel.py).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
 import triton.language as tl
 
+from . import quant
+
+EXP_DLIM_NUM = tl.constexpr(quant.EXP_SATURATE * (1 << quant.EXP_SHIFT) - 1)
+EXP_MUL_MAX = tl.constexpr(float(quant.EXP_MUL_MAX))
+QMAX_F = tl.constexpr(float(quant.QMAX))
+OUT_STEP = tl.constexpr(2.0 ** -quant.OUT_FRAC_BITS)
+
 
 @triton.jit
-def _amax_kernel(Q, K, V, OUT, Z, H, N,
+def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
                  sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                  HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     zh = tl.program_id(0)
@@ -34,14 +46,65 @@ def _amax_kernel(Q, K, V, OUT, Z, H, N,
         a = tl.where(a == a, a, float("inf"))
         best = tl.maximum(best, a)
     m = tl.max(tl.max(best, axis=1), axis=0)
-    tl.atomic_max(OUT + which * Z + z, m.to(tl.int32, bitcast=True))
+    tl.atomic_max(OUT + which * SLOTS + z // GROUP_DIV, m.to(tl.int32, bitcast=True))
 
 
-def amax_per_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+@triton.jit
+def _constants_kernel(AMAX, CONST64, F32, I32, Z, SLOTS, GROUP_DIV, BLOCK: tl.constexpr):
+    z = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = z < Z
+    slot = z // GROUP_DIV
+    exp_k = tl.load(CONST64)  # log2(e) * 2**EXP_SHIFT / sqrt(D), float64
+    sqrt_d = tl.load(CONST64 + 1).to(tl.float32)
+    all_finite = ok
+    for i in tl.static_range(3):
+        a = tl.load(AMAX + i * SLOTS + slot, mask=ok, other=0).to(tl.float32, bitcast=True)
+        finite = a < float("inf")
+        a_eff = tl.where(finite & (a > 0), a, 1.0)
+        tl.store(F32 + i * Z + z, tl.where(finite, tl.math.div_rn(QMAX_F, a_eff), 0.0), mask=ok)
+        tl.store(F32 + (3 + i) * Z + z, tl.math.div_rn(a_eff, QMAX_F), mask=ok)
+        all_finite = all_finite & finite
+    s_q = tl.load(F32 + 3 * Z + z, mask=ok, other=1.0)
+    s_k = tl.load(F32 + 4 * Z + z, mask=ok, other=1.0)
+    s_v = tl.load(F32 + 5 * Z + z, mask=ok, other=1.0)
+    c = s_q.to(tl.float64) * s_k.to(tl.float64)
+    exp_mul = tl.minimum(tl.maximum(tl.floor(c * exp_k + 0.5), 1.0), EXP_MUL_MAX).to(tl.int64)
+    tl.store(I32 + z, exp_mul.to(tl.int32), mask=ok)
+    dlim = tl.full([BLOCK], EXP_DLIM_NUM, tl.int64) // exp_mul
+    tl.store(I32 + Z + z, dlim.to(tl.int32), mask=ok)
+    tl.store(F32 + 6 * Z + z, tl.math.div_rn(sqrt_d, s_q * s_k), mask=ok)
+    tl.store(F32 + 7 * Z + z, tl.where(all_finite, s_v * OUT_STEP, float("nan")), mask=ok)
+
+
+def amax_per_z(q, k, v, group_div: int = 1) -> torch.Tensor:
+    """(3, Z // group_div) float32 max|x| of q, k, v over each group of group_div consecutive z."""
     z, h, n, d = q.shape
-    out = torch.zeros((3, z), dtype=torch.int32, device=q.device)
-    block_d = triton.next_power_of_2(d)
+    slots = z // group_div
+    out = torch.zeros((3, slots), dtype=torch.int32, device=q.device)
     block_n = max(16, min(128, triton.next_power_of_2(n)))
-    _amax_kernel[(z * h, 3)](q, k, v, out, z, h, n, *q.stride(), *k.stride(), *v.stride(),
-                             HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=4)
+    _amax_kernel[(z * h, 3)](q, k, v, out, h, n, slots, group_div, *q.stride(), *k.stride(), *v.stride(),
+                             HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), num_warps=4)
     return out.view(torch.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _head_constants(head_dim: int, device: torch.device) -> torch.Tensor:
+    exp_k, sqrt_d = quant.head_constants(head_dim)
+    return torch.tensor([exp_k, sqrt_d], dtype=torch.float64, device=device)
+
+
+def fused_scales(q, k, v, granularity: str, group: int) -> "quant.AttentionScales":
+    z, _, _, d = q.shape
+    group_div = z if granularity == "batch" else group
+    amax = amax_per_z(q, k, v, group_div)
+    f32 = torch.empty((8, z), dtype=torch.float32, device=q.device)
+    i32 = torch.empty((2, z), dtype=torch.int32, device=q.device)
+    block = min(1024, triton.next_power_of_2(z))
+    _constants_kernel[(triton.cdiv(z, block),)](
+        amax, _head_constants(d, q.device), f32, i32, z, z // group_div, group_div, BLOCK=block,
+        num_warps=4, enable_fp_fusion=False,
+    )
+    return quant.AttentionScales(
+        inv_q=f32[0], inv_k=f32[1], inv_v=f32[2], s_q=f32[3], s_k=f32[4], s_v=f32[5],
+        exp_mul=i32[0], exp_dlim=i32[1], inv_c=f32[6], out_scale=f32[7], granularity=granularity,
+    )

@@ -56,22 +56,19 @@ class AttentionScales:
 
 
 def _group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
-    """(3, Z) max|x| of q, k, v per leading index z, shared by `group` consecutive z (Swin windows).
-
-    Non-finite inputs give a non-finite amax (NaN on the torch path, inf from the CUDA kernel).
-    """
+    """(3, Z) max|x| of q, k, v per leading index z, shared by `group` consecutive z (Swin windows)."""
     z = q.shape[0]
-    if q.is_cuda:  # one launch instead of three abs + amax passes
-        from .amax_triton import amax_per_z
-
-        per_z = amax_per_z(q, k, v)
-    else:
-        per_z = torch.stack([t.detach().abs().amax(dim=(1, 2, 3)).float() for t in (q, k, v)])
+    per_z = torch.stack([t.detach().abs().amax(dim=(1, 2, 3)).float() for t in (q, k, v)])
     if granularity == "batch":
         return per_z.amax(dim=1, keepdim=True).expand(3, z)
     if group == 1:
         return per_z
     return per_z.view(3, z // group, group).amax(dim=2).repeat_interleave(group, dim=1)
+
+
+def head_constants(head_dim: int) -> tuple[float, float]:
+    """(log2(e) * 2**EXP_SHIFT / sqrt(D), sqrt(D)) as float64: the only head-dim dependent constants."""
+    return math.log2(math.e) * 2.0**EXP_SHIFT / math.sqrt(head_dim), math.sqrt(head_dim)
 
 
 def _static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
@@ -111,27 +108,33 @@ def compute_scales(
     if granularity == "static":
         if static_scales is None or len(static_scales) != 3:
             raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
-        amax = _static_amax(static_scales, z, q.device)
-    else:
-        amax = _group_amax(q, k, v, granularity, group)
-    return scales_from_amax(amax, d, granularity)
+        return scales_from_amax(_static_amax(static_scales, z, q.device), d, granularity)
+    if q.is_cuda:  # two launches instead of about thirty small torch ops
+        from .amax_triton import fused_scales
+
+        return fused_scales(q, k, v, granularity, group)
+    return scales_from_amax(_group_amax(q, k, v, granularity, group), d, granularity)
 
 
 def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> AttentionScales:
-    """All integer constants from a (3, Z) float32 amax of q, k, v, in a handful of device ops."""
+    """All integer constants from a (3, Z) float32 amax of q, k, v.
+
+    The CUDA path (amax_triton._constants_kernel) performs the same IEEE operations in the same order.
+    exp_mul = floor(s_q s_k log2(e) 2**26 / sqrt(D) + 0.5) in float64; inv_c = sqrt(D) / (s_q s_k) in float32.
+    """
+    exp_k, sqrt_d = head_constants(head_dim)
     finite = torch.isfinite(amax)
     a_eff = torch.where(finite & (amax > 0), amax, torch.ones_like(amax))
     inv = torch.where(finite, QMAX / a_eff, torch.zeros_like(amax))
     s = a_eff / QMAX
-    # float64 for the integer constants: exact enough that rounding is the only error
-    c = s[0].double() * s[1].double() / math.sqrt(head_dim)
-    exp_mul = torch.round(c * (math.log2(math.e) * 2.0**EXP_SHIFT)).clamp_(1, EXP_MUL_MAX)
-    exp_dlim = torch.div(EXP_SATURATE * 2.0**EXP_SHIFT - 1, exp_mul, rounding_mode="floor")
-    out_scale = torch.where(finite.all(dim=0), s[2] / 2.0**OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
+    c = s[0].double() * s[1].double()
+    exp_mul = torch.floor(c * exp_k + 0.5).clamp_(1, EXP_MUL_MAX).long()
+    exp_dlim = torch.div(EXP_SATURATE * (1 << EXP_SHIFT) - 1, exp_mul, rounding_mode="floor")
+    out_scale = torch.where(finite.all(dim=0), s[2] * 2.0**-OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
     return AttentionScales(
         inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
         exp_mul=exp_mul.to(torch.int32), exp_dlim=exp_dlim.to(torch.int32),
-        inv_c=(1.0 / c).float(), out_scale=out_scale.float(), granularity=granularity,
+        inv_c=torch.tensor(sqrt_d, dtype=torch.float32, device=amax.device) / (s[0] * s[1]), out_scale=out_scale.float(), granularity=granularity,
     )
 
 
