@@ -125,8 +125,11 @@ def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> Att
     exp_k, sqrt_d = head_constants(head_dim)
     finite = torch.isfinite(amax)
     a_eff = torch.where(finite & (amax > 0), amax, torch.ones_like(amax))
-    inv = torch.where(finite, QMAX / a_eff, torch.zeros_like(amax))
-    s = a_eff / QMAX
+    # tensor / tensor is a correctly rounded division on CPU and CUDA; CUDA torch turns a division
+    # by or of a Python scalar into a reciprocal and a multiply, which is not
+    qmax = torch.full_like(amax, QMAX)
+    inv = torch.where(finite, qmax / a_eff, torch.zeros_like(amax))
+    s = a_eff / qmax
     c = s[0].double() * s[1].double()
     exp_mul = torch.floor(c * exp_k + 0.5).clamp_(1, EXP_MUL_MAX).long()
     exp_dlim = torch.div(EXP_SATURATE * (1 << EXP_SHIFT) - 1, exp_mul, rounding_mode="floor")

@@ -220,14 +220,14 @@ def main(argv=None) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     copy_gbs = copy_bandwidth_gbs()
-    compiles = compile_counts()
-    print("compiled kernel variants:", compiles, flush=True)
     rows = []
     for name in args.workloads:
         for b in args.batches:
             rows += bench_workload(name, b)
             print(kernel_table([r for r in rows if r["workload"] == name and r["batch"] == b]).split("\n", 2)[2],
                   flush=True)
+    compiles = compile_counts()
+    print("compiled kernel variants:", compiles, flush=True)
     models = bench_models([m for m in args.models.split(",") if m], args.model_batch) if args.models else []
     result = {"provenance": provenance(torch.cuda.get_device_name(), 1), "copy_gbs": copy_gbs, "compiles": compiles,
               "kernels": rows, "models": models}
