@@ -1,4 +1,8 @@
-"""`accelerate launch` with two CPU processes gives the same per-mode counts as one process."""
+"""Two CPU processes give the same per-mode counts and per-image outcomes as one process.
+
+The processes are started by torchrun (torch.distributed.run), whose environment accelerate reads
+(multi-CPU, gloo); on GPUs `accelerate launch --num_processes N` sets up the same process group.
+"""
 import json
 import os
 import subprocess
@@ -21,13 +25,13 @@ def weights(tmp_path_factory):
 
 def run_eval(data, weights, out, processes):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     cmd = launch + [os.path.join(repo, "eval.py"), "--model", "deit_tiny", "--weights", str(weights), "--data",
-                    str(data), "--mode", "fp32,qflash", "--no-fp16-reference", "--dtype", "float32",
+                    str(data), "--device", "cpu", "--mode", "fp32,qflash", "--no-fp16-reference", "--dtype", "float32",
                     "--qflash-backend", "reference", "--batch-size", "1", "--workers", "1", "--results",
                     str(out), "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(out.read_text())
