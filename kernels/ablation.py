@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from .quant import AttentionScales, quantize_int8
+from .quant import AttentionScales, quantize_int8, window_mask_per_z
 
 
 def int8_float_softmax_attention(
@@ -31,7 +31,7 @@ def int8_float_softmax_attention(
         if bias is not None:
             attn_bias = attn_bias + bias.float().unsqueeze(0)
         if mask is not None:
-            attn_bias = attn_bias + mask.float()[torch.arange(z, device=q.device) % mask.shape[0]].unsqueeze(1)
+            attn_bias = attn_bias + window_mask_per_z(mask, z).float()
     out = torch.nn.functional.scaled_dot_product_attention(*deq, attn_mask=attn_bias)
     nan_rows = torch.isnan(scales.out_scale).view(col)
     return torch.where(nan_rows, torch.full_like(out, float("nan")), out).to(q.dtype)

@@ -165,3 +165,8 @@ def bias_to_score_units(bias: torch.Tensor, inv_c: torch.Tensor) -> torch.Tensor
     t = bias.float() * inv_c.view(-1, 1, 1, 1)
     t = torch.where(t == t, t, torch.zeros_like(t)).clamp(-BIAS_INT_LIMIT, BIAS_INT_LIMIT)
     return round_half_away(t)
+
+
+def window_mask_per_z(mask: torch.Tensor, z: int) -> torch.Tensor:
+    """(W, N, N) shifted-window mask -> (Z, 1, N, N): z uses window z % W, as timm's Swin lays them out."""
+    return mask[torch.arange(z, device=mask.device) % mask.shape[0]].unsqueeze(1)

@@ -20,7 +20,9 @@ from typing import Optional
 
 import torch
 
-from .quant import EXP_SHIFT, OUT_FRAC_BITS, AttentionScales, bias_to_score_units, quantize_int8
+from .quant import (
+    EXP_SHIFT, OUT_FRAC_BITS, AttentionScales, bias_to_score_units, quantize_int8, window_mask_per_z,
+)
 
 KEY_TILE = 64  # keys per online-softmax step: part of the algorithm's definition, not a tuning knob
 EXP_ONE_BITS = 15  # exp2_fixed returns 2**-x at scale 2**15
@@ -120,6 +122,5 @@ def _bias_int(bias, mask, scales, z, h, n, device) -> Optional[torch.Tensor]:
     if bias is not None:
         total = total + bias.float().unsqueeze(0)
     if mask is not None:
-        windows = mask.shape[0]
-        total = total + mask.float()[torch.arange(z, device=device) % windows].unsqueeze(1)
+        total = total + window_mask_per_z(mask, z).float()
     return bias_to_score_units(total, scales.inv_c).long()

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .quant import QMAX, AttentionScales, quantize_int8, round_half_away
+from .quant import QMAX, AttentionScales, quantize_int8, round_half_away, window_mask_per_z
 
 SHIFTMAX_N = 15
 DEFAULT_OUTPUT_BITS = 16
@@ -62,7 +62,7 @@ def ivit_attention_int(
     if bias is not None:
         scores = scores + bias.double().unsqueeze(0)
     if mask is not None:
-        scores = scores + mask.double()[torch.arange(z, device=q.device) % mask.shape[0]].unsqueeze(1)
+        scores = scores + window_mask_per_z(mask, z).double()
     amax = scores.abs().amax(dim=(1, 2, 3))
     if scales.granularity == "batch":
         amax = amax.amax().expand(z)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import qflash_kernels as qk
+from qflash_kernels.quant import window_mask_per_z
 
 FLOAT_MODES = ("fp32", "fp16")
 INTEGER_MODES = ("ivit", "qflash", "int8qkv")
@@ -88,7 +89,7 @@ def _float_attention(q, k, v, bias, mask):
         if bias is not None:
             attn_bias = attn_bias + bias.unsqueeze(0)
         if mask is not None:
-            attn_bias = attn_bias + mask[torch.arange(z, device=q.device) % mask.shape[0]].unsqueeze(1).to(q.dtype)
+            attn_bias = attn_bias + window_mask_per_z(mask, z).to(q.dtype)
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
 
 
