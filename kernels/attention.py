@@ -8,7 +8,7 @@ import torch
 
 from .ablation import int8_float_softmax_attention
 from .reference import qflash_reference
-from .quant import AttentionScales, _static_amax, compute_scales, scales_from_amax
+from .quant import AttentionScales, compute_scales, scales_from_amax, static_amax
 from .shiftmax import DEFAULT_OUTPUT_BITS, ivit_attention_int
 from .validation import check_attention_inputs
 
@@ -77,7 +77,7 @@ def qflash_attention_int8(
     """QFlash on already-quantized int8 Q/K/V with float scales (s_q, s_k, s_v); float16 output."""
     check_attention_inputs(q8, k8, v8, bias, mask, allow_int8=True)
     z, _, _, d = q8.shape
-    int_scales = scales_from_amax(_static_amax(scales, z, q8.device), d, "static")
+    int_scales = scales_from_amax(static_amax(scales, z, q8.device), d, "static")
     if resolve_backend(backend, q8.device) == "reference":
         return qflash_reference(q8, k8, v8, int_scales, bias, mask)
     from .qflash_triton import launch_qflash

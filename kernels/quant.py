@@ -71,7 +71,7 @@ def head_constants(head_dim: int) -> tuple[float, float]:
     return math.log2(math.e) * 2.0**EXP_SHIFT / math.sqrt(head_dim), math.sqrt(head_dim)
 
 
-def _static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
+def static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
     """The caller's scales (s_q, s_k, s_v), each a float or a tensor of shape () / (Z,), as (3, Z) amax."""
     rows = []
     for scale in static_scales:
@@ -108,7 +108,7 @@ def compute_scales(
     if granularity == "static":
         if static_scales is None or len(static_scales) != 3:
             raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
-        return scales_from_amax(_static_amax(static_scales, z, q.device), d, granularity)
+        return scales_from_amax(static_amax(static_scales, z, q.device), d, granularity)
     if q.is_cuda:  # two launches instead of about thirty small torch ops
         from .amax_triton import fused_scales
 
