@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=f"hub dataset id (default {DEFAULT_HUB_DATASET}, streamed), a local folder "
                    "(wnid sub-folders, wnid-prefixed files, or labels.txt), parquet file(s), folder or glob")
     p.add_argument("--split", help="hub split (default validation)")
-    p.add_argument("--weights", help="local .safetensors/.pth; without it, timm's pretrained weights from the hub")
+    p.add_argument("--weights", help="local .safetensors/.pth; 'random' for speed runs (accuracy meaningless); "
+                   "without it, timm's pretrained weights from the hub")
     p.add_argument("--num-samples", type=int, help="evaluate only the first N images of the source")
     p.add_argument("--batch-size", type=int, help="images per batch (default 64)")
     p.add_argument("--workers", type=int, help="decode workers per process (default 4, 0 = in the main process)")
@@ -162,8 +163,13 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
 
     rows = gather_object(outcome.rows())
-    seconds = outcome.seconds.to(device)
+    # slowest process counts: [model seconds per mode..., wall, data wait, first batch]
+    seconds = torch.cat([outcome.seconds, torch.tensor(
+        [outcome.wall_seconds, outcome.data_wait_seconds, outcome.first_batch_seconds], dtype=torch.float64)])
+    seconds = seconds.to(device)
     seconds = accelerator.reduce(seconds, reduction="max") if accelerator.num_processes > 1 else seconds
+    seconds = seconds.cpu().tolist()
+    seconds, (wall, data_wait, first_batch) = seconds[:len(modes)], seconds[len(modes):]
     interrupted = bool(gather_object([interrupted]).count(True)) if accelerator.num_processes > 1 else interrupted
     if not accelerator.is_main_process:
         return 0
@@ -173,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
     if not interrupted and source.size is not None and len(rows) != source.size:
         raise RuntimeError(f"evaluated {len(rows)} images but the source holds {source.size}")
 
-    report = build_report(args, loaded, source, mode_models, rows, seconds.cpu().tolist(), device,
+    report = build_report(args, loaded, source, mode_models, rows, seconds, device,
                           accelerator.num_processes, interrupted, calibration)
+    report["timing"] = rep.timing(len(rows), wall, data_wait, first_batch, seconds)
     report["data"]["transform"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
     json_path = pathlib.Path(args.results) if args.results else default_results_path(args.model)
     files = rep.write_outputs(report, json_path, rows)

@@ -26,6 +26,11 @@ class PerImage:
     # appended in one step so that Ctrl-C never leaves a half-recorded batch
     batches: list[tuple] = field(default_factory=list)
     seconds: Optional[torch.Tensor] = None  # model time per mode
+    # wall time of the loop, time blocked waiting for decoded batches (the first wait, which includes
+    # starting the decode workers, counted separately)
+    wall_seconds: float = 0.0
+    data_wait_seconds: float = 0.0
+    first_batch_seconds: float = 0.0
 
     def rows(self) -> list[tuple]:
         if not self.batches:
@@ -51,9 +56,21 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
     correct = torch.zeros(len(models), dtype=torch.long)
     seen = 0
     interrupted = False
+    loop_start = time.perf_counter()
     try:
         with torch.inference_mode():
-            for images, labels, index in loader:
+            batches = iter(loader)
+            while True:
+                wait_start = time.perf_counter()
+                try:
+                    images, labels, index = next(batches)
+                except StopIteration:
+                    break
+                waited = time.perf_counter() - wait_start
+                if result.batches:
+                    result.data_wait_seconds += waited
+                else:
+                    result.first_batch_seconds = waited
                 images = images.to(device, non_blocking=True)
                 labels_dev = labels.to(device, non_blocking=True)
                 top1, hit5 = [], []
@@ -78,4 +95,5 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
     except KeyboardInterrupt:
         interrupted = True
     result.seconds = seconds
+    result.wall_seconds = time.perf_counter() - loop_start
     return result, interrupted

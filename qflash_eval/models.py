@@ -13,6 +13,9 @@ from .config import ModelAlias, resolve_model_name
 from .hub import HubUnavailableError, go_offline_if_unreachable
 
 
+RANDOM_WEIGHTS = "random"
+
+
 @dataclass
 class LoadedModel:
     model: nn.Module
@@ -43,13 +46,21 @@ def load_state_dict(path: pathlib.Path) -> dict:
 
 
 def create_model(name: str, weights: Optional[str] = None) -> LoadedModel:
-    """Build `name` (alias or timm name) in eval mode; `weights` is a local .safetensors/.pth file."""
+    """Build `name` (alias or timm name) in eval mode.
+
+    `weights`: a local .safetensors/.pth file, "random" (timm's initialisation, seed 0: for speed runs
+    only, accuracy is meaningless), or None for timm's pretrained weights from the hub.
+    """
     import timm
 
     timm_name, alias = resolve_model_name(name)
     base_name = timm_name.split(".")[0]
     if not timm.is_model(base_name):
         raise ValueError(f"unknown model {name!r}: not an alias in configs/models.toml nor a timm model name")
+    if weights == RANDOM_WEIGHTS:
+        torch.manual_seed(0)
+        model = timm.create_model(timm_name, pretrained=False)
+        return LoadedModel(model.eval(), timm_name, alias, RANDOM_WEIGHTS, None)
     if weights is not None:
         path = pathlib.Path(weights).expanduser()
         if not path.is_file():

@@ -44,6 +44,20 @@ def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict
     return results
 
 
+def timing(images: int, wall: float, data_wait: float, first_batch: float, model_seconds: list[float]) -> dict:
+    """Where the loop's time went (slowest process): waiting for decoded batches, or the models."""
+    steady = wall - first_batch
+    return {
+        "wall_s": round(wall, 3),
+        "first_batch_wait_s": round(first_batch, 3),
+        "data_wait_s": round(data_wait, 3),
+        "model_s": round(sum(model_seconds), 3),
+        "data_wait_fraction": round(data_wait / steady, 3) if steady > 0 else None,
+        "images_per_s": round(images / wall, 1) if wall > 0 else None,
+        "images_per_s_after_first_batch": round(images / steady, 1) if steady > 0 else None,
+    }
+
+
 def paired_interval(diffs: list[int]) -> tuple[float, float]:
     """Mean of paired differences and the half-width of its normal 95 % interval."""
     n = len(diffs)
@@ -117,7 +131,13 @@ def markdown(report: dict) -> str:
         f"({report['data']['count']} images), granularity {report['granularity']}, batch {report['batch_size']}, "
         f"{p['device']}" + (" — INTERRUPTED, partial" if report.get("interrupted") else "")
     )
-    return head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n"
+    text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n"
+    t = report.get("timing")
+    if t:
+        text += (f"\n{t['images_per_s']} images/s overall ({p['processes']} process(es), wall {t['wall_s']} s: "
+                 f"first batch {t['first_batch_wait_s']} s, waiting for data {t['data_wait_s']} s, "
+                 f"models {t['model_s']} s)\n")
+    return text
 
 
 def write_outputs(report: dict, json_path: pathlib.Path, prediction_rows: list[tuple]) -> list[pathlib.Path]:

@@ -1,0 +1,65 @@
+"""How fast the data path alone delivers batches: decode + transform in the DataLoader workers, no model.
+
+python -m qflash_eval.decode_bench --data DIR --model deit_tiny --workers 8 --batch-size 256 [--num-samples N]
+Compare its images/s with eval.py's per-mode images/s to see whether a run is bound by decoding or by
+the models (eval.py's report also gives the time its loop spent waiting for data).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from .config import resolve_model_name
+from .data import make_loader, open_source
+
+
+def model_transform(name: str):
+    import timm
+    import timm.data
+
+    timm_name, _ = resolve_model_name(name)
+    with torch.device("meta"):
+        model = timm.create_model(timm_name.split(".")[0], pretrained=False)
+    config = timm.data.resolve_data_config({}, model=model)
+    return timm.data.create_transform(**config)
+
+
+def measure(data: str, model: str, workers: int, batch_size: int, num_samples=None, pin=False) -> dict:
+    source = open_source(data, limit=num_samples)
+    loader = make_loader(source, model_transform(model), batch_size, workers, pin=pin)
+    start = time.perf_counter()
+    first = None
+    images = 0
+    for batch, _, _ in loader:
+        images += batch.shape[0]
+        if first is None:
+            first = time.perf_counter() - start
+    total = time.perf_counter() - start
+    steady = total - first if first is not None else 0.0
+    first_batch_images = min(batch_size, images)
+    return {
+        "data": source.describe(), "images": images, "workers": workers, "batch_size": batch_size,
+        "wall_s": round(total, 3), "first_batch_s": round(first or 0.0, 3),
+        "images_per_s": round(images / total, 1) if total > 0 else None,
+        "images_per_s_after_first_batch": round((images - first_batch_images) / steady, 1) if steady > 0 else None,
+        "cpu_count": torch.multiprocessing.cpu_count(),
+    }
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", default="deit_tiny", help="whose input transform to apply")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--num-samples", type=int)
+    p.add_argument("--pin", action="store_true", help="pin batches (as eval.py does on CUDA)")
+    args = p.parse_args(argv)
+    print(json.dumps(measure(args.data, args.model, args.workers, args.batch_size, args.num_samples, args.pin)))
+
+
+if __name__ == "__main__":
+    main()
