@@ -164,12 +164,13 @@ def run(args: argparse.Namespace) -> int:
 
     rows = gather_object(outcome.rows())
     # slowest process counts: [model seconds per mode..., wall, data wait, first batch]
-    seconds = torch.cat([outcome.seconds, torch.tensor(
+    seconds = torch.cat([outcome.seconds, outcome.warmup_seconds, torch.tensor(
         [outcome.wall_seconds, outcome.data_wait_seconds, outcome.first_batch_seconds], dtype=torch.float64)])
     seconds = seconds.to(device)
     seconds = accelerator.reduce(seconds, reduction="max") if accelerator.num_processes > 1 else seconds
     seconds = seconds.cpu().tolist()
-    seconds, (wall, data_wait, first_batch) = seconds[:len(modes)], seconds[len(modes):]
+    seconds, warmup, (wall, data_wait, first_batch) = seconds[:len(modes)], seconds[len(modes):2 * len(modes)], \
+        seconds[2 * len(modes):]
     interrupted = bool(gather_object([interrupted]).count(True)) if accelerator.num_processes > 1 else interrupted
     if not accelerator.is_main_process:
         return 0
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = build_report(args, loaded, source, mode_models, rows, seconds, device,
                           accelerator.num_processes, interrupted, calibration)
-    report["timing"] = rep.timing(len(rows), wall, data_wait, first_batch, seconds)
+    report["timing"] = rep.timing(len(rows), wall, data_wait, first_batch, seconds, dict(zip(modes, warmup)))
     report["data"]["transform"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
     json_path = pathlib.Path(args.results) if args.results else default_results_path(args.model)
     files = rep.write_outputs(report, json_path, rows)

@@ -31,6 +31,7 @@ class PerImage:
     wall_seconds: float = 0.0
     data_wait_seconds: float = 0.0
     first_batch_seconds: float = 0.0
+    warmup_seconds: Optional[torch.Tensor] = None  # per mode: one untimed pass over the first batch
 
     def rows(self) -> list[tuple]:
         if not self.batches:
@@ -46,13 +47,26 @@ def _synchronize(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def evaluate(models: list[ModeModel], loader, device: torch.device, progress=None) -> tuple[PerImage, bool]:
+def _timed(work, device: torch.device) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    work()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def evaluate(models: list[ModeModel], loader, device: torch.device, progress=None,
+             warmup: Optional[bool] = None) -> tuple[PerImage, bool]:
     """Run every model on every batch. Returns the outcomes and whether the run was interrupted.
 
+    warmup (default: on CUDA) runs each model once on the first batch before timing it, so that kernel
+    compilation and autotuning are reported as warm-up, not as model time.
     Ctrl-C stops after the batch in flight; what finished is kept and reported.
     """
+    warmup = device.type == "cuda" if warmup is None else warmup
     result = PerImage(modes=[m.mode for m in models])
     seconds = torch.zeros(len(models), dtype=torch.float64)
+    result.warmup_seconds = torch.zeros(len(models), dtype=torch.float64)
     correct = torch.zeros(len(models), dtype=torch.long)
     seen = 0
     interrupted = False
@@ -73,6 +87,9 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                     result.first_batch_seconds = waited
                 images = images.to(device, non_blocking=True)
                 labels_dev = labels.to(device, non_blocking=True)
+                if warmup and not result.batches:
+                    for j, m in enumerate(models):
+                        result.warmup_seconds[j] = _timed(lambda: m.model(images.to(m.dtype)), device)
                 top1, hit5 = [], []
                 for j, m in enumerate(models):
                     _synchronize(device)

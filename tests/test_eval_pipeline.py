@@ -1,5 +1,6 @@
 """Model wrapping, the evaluation loop, reports and the command line (random weights: shapes only)."""
 import json
+import time
 
 import pytest
 import timm
@@ -133,6 +134,32 @@ def test_interrupted_evaluation_keeps_finished_batches():
                                     torch.device("cpu"))
     assert interrupted
     assert [r[0] for r in outcome.rows()] == [0, 1, 2]
+
+
+class SlowLoader:
+    """Two batches, each delivered after `delay` seconds, as a decode-bound loader would."""
+
+    def __init__(self, batch, delay):
+        self.batch, self.delay = batch, delay
+
+    def __iter__(self):
+        for _ in range(2):
+            time.sleep(self.delay)
+            yield self.batch
+
+
+def test_loop_separates_data_wait_warmup_and_model_time():
+    model = tiny_vit()
+    batch = (torch.randn(2, 3, 64, 64), torch.tensor([1, 2]), torch.tensor([0, 1]))
+    outcome, _ = evaluate([ModeModel("fp32", model, torch.float32, 0)], SlowLoader(batch, 0.2),
+                          torch.device("cpu"), warmup=True)
+    assert 0.2 <= outcome.first_batch_seconds < 0.2 + 0.15
+    assert 0.2 <= outcome.data_wait_seconds < 0.2 + 0.15  # the second batch only
+    assert outcome.warmup_seconds[0] > 0 and outcome.seconds[0] > 0
+    assert outcome.wall_seconds >= outcome.first_batch_seconds + outcome.data_wait_seconds + outcome.seconds[0]
+    t = rep.timing(4, outcome.wall_seconds, outcome.data_wait_seconds, outcome.first_batch_seconds,
+                   outcome.seconds.tolist(), {"fp32": float(outcome.warmup_seconds[0])})
+    assert 0 < t["data_wait_fraction"] < 1 and t["images_per_s_steady"] > t["images_per_s"]
 
 
 def test_summary_agreement_and_paired_interval():
