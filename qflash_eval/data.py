@@ -1,15 +1,16 @@
 """ImageNet validation images from the hub (streamed), local parquet shards, or a local folder.
 
-Every source becomes one ordered stream of records (index, encoded image, label). Records are split
-between processes and DataLoader workers by index (index % slots), so every image is decoded exactly
-once across the whole run, and nothing else shards the stream.
+Every source becomes one ordered stream of records (index, encoded image, label), split between
+processes x DataLoader workers ("slots") so that every image is decoded exactly once in the whole run.
+Sources of known size (folders, local parquet) give each slot a contiguous range of indices, and a
+slot reads only the parquet files that hold its range; a hub stream (size unknown) is split by
+index % slots, and rows of other slots are skipped in Arrow form, never converted to Python.
 Labels are the standard ImageNet-1k class indices (sorted wnids), whatever subset is present.
 """
 from __future__ import annotations
 
 import glob
 import io
-import itertools
 import pathlib
 import re
 from dataclasses import dataclass
@@ -43,11 +44,17 @@ class DataSource:
     kind: str  # folder | parquet | hub
     location: str
     split: Optional[str]
-    records: Callable[[], Iterator[Record]]
+    # records(slot, slots): this slot's share of the records, in index order
+    records: Callable[..., Iterator[Record]]
     size: Optional[int]  # known ahead for folders and parquet, None for a hub stream
 
     def describe(self) -> str:
         return f"{self.kind}:{self.location}" + (f" (split {self.split})" if self.kind == "hub" else "")
+
+
+def slot_range(size: int, slot: int, slots: int) -> range:
+    """The contiguous share of indices 0..size-1 that slot `slot` of `slots` evaluates."""
+    return range(size * slot // slots, size * (slot + 1) // slots)
 
 
 def imagenet_wnids() -> list[str]:
@@ -106,8 +113,9 @@ def _folder_source(root: pathlib.Path, limit: Optional[int]) -> DataSource:
         raise DataError(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     items = items[:limit] if limit else items
 
-    def records() -> Iterator[Record]:
-        for i, (file, label) in enumerate(items):
+    def records(slot: int = 0, slots: int = 1) -> Iterator[Record]:
+        for i in slot_range(len(items), slot, slots):
+            file, label = items[i]
             yield Record(i, str(file), file, label)
 
     return DataSource("folder", str(root), None, records, len(items))
@@ -122,27 +130,41 @@ def _label_of(token: str, class_index: dict, where: str) -> int:
 
 
 def _parquet_source(files: list[str], location: str, limit: Optional[int]) -> DataSource:
+    import datasets  # noqa: F401 - imported here, before DataLoader workers fork, so they share it
     import pyarrow.parquet as pq
 
-    size = 0
+    rows_per_file = []
     for f in files:
         try:
             schema = pq.read_schema(f)
-            size += pq.ParquetFile(f).metadata.num_rows
+            rows_per_file.append(pq.ParquetFile(f).metadata.num_rows)
         except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a bad file
             raise DataError(f"cannot read parquet file {f}: {err}") from err
         missing = {"image", "label"} - set(schema.names)
         if missing:
             raise DataError(f"{f} lacks column(s) {sorted(missing)}; expected 'image' and 'label'")
+    size = sum(rows_per_file)
+    size = min(size, limit) if limit else size
 
-    def records() -> Iterator[Record]:
-        import datasets
+    def records(slot: int = 0, slots: int = 1) -> Iterator[Record]:
+        wanted = slot_range(size, slot, slots)
+        first = 0  # global index of the current file's first row
+        for f, rows in zip(files, rows_per_file):
+            lo, hi = max(wanted.start, first), min(wanted.stop, first + rows)
+            if lo < hi:  # this file holds part of the range: stream it, convert only rows lo..hi-1
+                yield from _records_from_arrow(_parquet_stream(f), location, range(lo, hi), first)
+            first += rows
+            if first >= wanted.stop:
+                break
 
-        stream = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
-        stream = stream.cast_column("image", datasets.Image(decode=False))
-        yield from _records_from_rows(stream, location, limit)
+    return DataSource("parquet", location, None, records, size)
 
-    return DataSource("parquet", location, None, records, min(size, limit) if limit else size)
+
+def _parquet_stream(file: str):
+    import datasets
+
+    stream = datasets.load_dataset("parquet", data_files=[file], split="train", streaming=True)
+    return stream.cast_column("image", datasets.Image(decode=False))
 
 
 def _hub_source(dataset_id: str, split: str, limit: Optional[int]) -> DataSource:
@@ -166,31 +188,44 @@ def _hub_source(dataset_id: str, split: str, limit: Optional[int]) -> DataSource
             "with an ImageNet folder or parquet files."
         ) from err
 
-    def records() -> Iterator[Record]:
-        yield from _records_from_rows(stream, dataset_id, limit)
+    def records(slot: int = 0, slots: int = 1) -> Iterator[Record]:
+        taken = range(limit) if limit else None
+        yield from _records_from_arrow(stream, dataset_id, taken, 0, slot, slots)
 
     return DataSource("hub", dataset_id, split, records, limit)
 
 
-def _unbatched(stream, batch_size: int = 64) -> Iterator[dict]:
-    # stream.iter() reads every shard in order; iterating the stream itself inside a DataLoader worker
-    # would let `datasets` hand each worker a subset of the shards with row numbers restarting at 0.
-    for batch in stream.iter(batch_size=batch_size):
-        columns = list(batch)
-        for values in zip(*(batch[c] for c in columns)):
-            yield dict(zip(columns, values))
+def _records_from_arrow(stream, location: str, wanted: Optional[range], first: int, slot: int = 0,
+                        slots: int = 1) -> Iterator[Record]:
+    """Records of `stream` (whose first row has global index `first`) with index in `wanted` (None: all)
+    and index % slots == slot. Rows are read as Arrow batches; only the kept rows become Python objects.
+
+    stream.iter() reads every shard in order; iterating the stream itself inside a DataLoader worker
+    would let `datasets` hand each worker a subset of the shards with row numbers restarting at 0.
+    """
+    start = first
+    for batch in stream.with_format("arrow").iter(batch_size=256):
+        stop = start + batch.num_rows
+        lo, hi = (start, stop) if wanted is None else (max(wanted.start, start), min(wanted.stop, stop))
+        if lo < hi:
+            keep = [i for i in range(lo, hi) if i % slots == slot]
+            if keep:
+                rows = batch.take([i - start for i in keep]).select(["image", "label"]).to_pylist()
+                yield from (_record(i, row, location) for i, row in zip(keep, rows))
+        start = stop
+        if wanted is not None and start >= wanted.stop:
+            return
 
 
-def _records_from_rows(stream, location: str, limit: Optional[int]) -> Iterator[Record]:
-    for i, row in enumerate(itertools.islice(_unbatched(stream), limit)):
-        image = row["image"]
-        payload = image.get("bytes") if isinstance(image, dict) else image
-        if payload is None and isinstance(image, dict) and image.get("path"):
-            payload = pathlib.Path(image["path"])
-        label = int(row["label"])
-        if not 0 <= label < 1000:
-            raise DataError(f"{location} row {i}: label {label} is not an ImageNet-1k class index")
-        yield Record(i, f"{location}#{i}", payload, label)
+def _record(i: int, row: dict, location: str) -> Record:
+    image = row["image"]
+    payload = image.get("bytes") if isinstance(image, dict) else image
+    if payload is None and isinstance(image, dict) and image.get("path"):
+        payload = pathlib.Path(image["path"])
+    label = int(row["label"])
+    if not 0 <= label < 1000:
+        raise DataError(f"{location} row {i}: label {label} is not an ImageNet-1k class index")
+    return Record(i, f"{location}#{i}", payload, label)
 
 
 def decode_rgb(record: Record) -> Image.Image:
@@ -216,9 +251,8 @@ class ShardedImageStream(torch.utils.data.IterableDataset):
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         slots = self.world_size * workers
         slot = self.rank * workers + worker
-        for record in self.source.records():
-            if record.index % slots == slot:
-                yield self.transform(decode_rgb(record)), record.label, record.index
+        for record in self.source.records(slot, slots):
+            yield self.transform(decode_rgb(record)), record.label, record.index
 
 
 def make_loader(source: DataSource, transform, batch_size: int, workers: int, rank=0, world_size=1, pin=False):

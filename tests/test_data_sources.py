@@ -135,3 +135,44 @@ def test_every_image_exactly_once_across_processes_and_workers(tmp_path, world_s
         for _, label, index in loader:
             seen += list(zip(index.tolist(), label.tolist()))
     assert sorted(seen) == [(i, l) for i, l in enumerate(labels)]
+
+
+@pytest.mark.parametrize("limit", [None, 23])
+@pytest.mark.parametrize("slots", [1, 4, 7, 40])
+def test_slots_partition_parquet_and_folder_exactly(tmp_path, slots, limit):
+    labels = [(7 * i) % 1000 for i in range(30)]
+    parquet = open_source(str(write_parquet_shards(tmp_path / "pq", labels)), limit=limit)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i, label in enumerate(labels):
+        (folder / f"{WNIDS[label]}_{i:03d}.JPEG").write_bytes(jpeg_bytes())
+    for source in (parquet, open_source(str(folder), limit=limit)):
+        got = [(r.index, r.label) for s in range(slots) for r in source.records(s, slots)]
+        assert [i for i, _ in got] == list(range(limit or 30))
+        if source.kind == "parquet":
+            assert [l for _, l in got] == labels[: limit or 30]
+
+
+def test_a_slot_reads_only_the_parquet_files_of_its_range(tmp_path, monkeypatch):
+    import qflash_eval.data as data
+
+    source = open_source(str(write_parquet_shards(tmp_path, list(range(30)), shards=3)))  # 10 rows per file
+    opened = []
+    real = data._parquet_stream
+    monkeypatch.setattr(data, "_parquet_stream", lambda f: opened.append(f.rsplit("/", 1)[-1]) or real(f))
+    assert [r.index for r in source.records(1, 3)] == list(range(10, 20))
+    assert opened == ["val-00001.parquet"]
+    opened.clear()
+    assert [r.index for r in source.records(1, 2)] == list(range(15, 30))
+    assert opened == ["val-00001.parquet", "val-00002.parquet"]
+
+
+def test_stream_of_unknown_size_is_split_by_index_modulo(tmp_path):
+    # the hub path: a stream whose length is unknown, cut by --num-samples, split row by row
+    from qflash_eval.data import _parquet_stream, _records_from_arrow
+
+    write_parquet_shards(tmp_path, list(range(600)), shards=1)  # more rows than one Arrow batch
+    stream = _parquet_stream(str(tmp_path / "val-00000.parquet"))
+    parts = [[r.index for r in _records_from_arrow(stream, "hub", range(513), 0, s, 3)] for s in range(3)]
+    assert parts[1][:3] == [1, 4, 7]
+    assert sorted(sum(parts, [])) == list(range(513))
