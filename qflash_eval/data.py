@@ -259,5 +259,5 @@ def make_loader(source: DataSource, transform, batch_size: int, workers: int, ra
     stream = ShardedImageStream(source, transform, rank, world_size)
     return torch.utils.data.DataLoader(
         stream, batch_size=batch_size, num_workers=workers, pin_memory=pin,
-        persistent_workers=False, prefetch_factor=4 if workers else None,
+        persistent_workers=False, prefetch_factor=2 if workers else None,
     )

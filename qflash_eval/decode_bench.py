@@ -31,20 +31,20 @@ def measure(data: str, model: str, workers: int, batch_size: int, num_samples=No
     source = open_source(data, limit=num_samples)
     loader = make_loader(source, model_transform(model), batch_size, workers, pin=pin)
     start = time.perf_counter()
-    first = None
-    images = 0
+    arrivals, sizes = [], []
     for batch, _, _ in loader:
-        images += batch.shape[0]
-        if first is None:
-            first = time.perf_counter() - start
-    total = time.perf_counter() - start
-    steady = total - first if first is not None else 0.0
-    first_batch_images = min(batch_size, images)
+        arrivals.append(time.perf_counter() - start)
+        sizes.append(batch.shape[0])
+    images = sum(sizes)
+    # steady rate: after every worker has delivered its first batch (start-up and prefetch behind us),
+    # up to the last batch before the workers run dry
+    k0, k1 = max(workers, 1), len(arrivals) - max(workers, 1)
+    steady = sum(sizes[k0 + 1:k1 + 1]) / (arrivals[k1] - arrivals[k0]) if k1 > k0 + 1 else None
     return {
         "data": source.describe(), "images": images, "workers": workers, "batch_size": batch_size,
-        "wall_s": round(total, 3), "first_batch_s": round(first or 0.0, 3),
-        "images_per_s": round(images / total, 1) if total > 0 else None,
-        "images_per_s_after_first_batch": round((images - first_batch_images) / steady, 1) if steady > 0 else None,
+        "wall_s": round(arrivals[-1], 3) if arrivals else 0.0, "first_batch_s": round(arrivals[0], 3) if arrivals else None,
+        "images_per_s": round(images / arrivals[-1], 1) if arrivals else None,
+        "images_per_s_steady": round(steady, 1) if steady else None,
         "cpu_count": torch.multiprocessing.cpu_count(),
     }
 

@@ -46,20 +46,20 @@ def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict
 
 def timing(images: int, wall: float, data_wait: float, first_batch: float, model_seconds: list[float],
            warmup_seconds: dict) -> dict:
-    """Where the loop's time went (slowest process): waiting for decoded batches, warm-up, or the models.
-
-    `steady` excludes the wait for the first batch (decode workers starting) and the warm-up passes.
-    """
-    steady = wall - first_batch - sum(warmup_seconds.values())
+    """Where the loop's time went (slowest process of each): the first batch (decode workers starting),
+    warm-up passes (compile, autotune), waiting for later batches, the models, and the loop's own work."""
+    warmup = sum(warmup_seconds.values())
+    models = sum(model_seconds)
+    after_start = wall - first_batch - warmup
     return {
         "wall_s": round(wall, 3),
         "first_batch_wait_s": round(first_batch, 3),
         "warmup_s": {m: round(w, 3) for m, w in warmup_seconds.items()},
         "data_wait_s": round(data_wait, 3),
-        "model_s": round(sum(model_seconds), 3),
-        "data_wait_fraction": round(data_wait / steady, 3) if steady > 0 else None,
+        "model_s": round(models, 3),
+        "loop_other_s": round(max(wall - first_batch - warmup - data_wait - models, 0.0), 3),
+        "data_wait_fraction": round(data_wait / after_start, 3) if after_start > 0 else None,
         "images_per_s": round(images / wall, 1) if wall > 0 else None,
-        "images_per_s_steady": round(images / steady, 1) if steady > 0 else None,
     }
 
 
@@ -139,10 +139,10 @@ def markdown(report: dict) -> str:
     text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n"
     t = report.get("timing")
     if t:
-        text += (f"\n{t['images_per_s']} images/s overall, {t['images_per_s_steady']} steady "
-                 f"({p['processes']} process(es), wall {t['wall_s']} s: first batch {t['first_batch_wait_s']} s, "
-                 f"warm-up {sum(t['warmup_s'].values()):.3f} s, waiting for data {t['data_wait_s']} s, "
-                 f"models {t['model_s']} s)\n")
+        text += (f"\n{t['images_per_s']} images/s overall ({p['processes']} process(es), wall {t['wall_s']} s: "
+                 f"first batch {t['first_batch_wait_s']} s, warm-up {sum(t['warmup_s'].values()):.3f} s, "
+                 f"waiting for data {t['data_wait_s']} s, models {t['model_s']} s, "
+                 f"rest of the loop {t['loop_other_s']} s)\n")
     return text
 
 
