@@ -59,8 +59,8 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
              warmup: Optional[bool] = None) -> tuple[PerImage, bool]:
     """Run every model on every batch. Returns the outcomes and whether the run was interrupted.
 
-    warmup (default: on CUDA) runs each model once on the first batch before timing it, so that kernel
-    compilation and autotuning are reported as warm-up, not as model time.
+    warmup (default: on CUDA) runs each model on the first batch and on its first image before timing,
+    so that kernel compilation and autotuning are reported as warm-up, not as model time.
     Ctrl-C stops after the batch in flight; what finished is kept and reported.
     """
     warmup = device.type == "cuda" if warmup is None else warmup
@@ -88,8 +88,11 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                 images = images.to(device, non_blocking=True)
                 labels_dev = labels.to(device, non_blocking=True)
                 if warmup and not result.batches:
+                    # the full batch and a single image: kernels tune per launch-size class, and the
+                    # workers' last batches are short
                     for j, m in enumerate(models):
-                        result.warmup_seconds[j] = _timed(lambda: m.model(images.to(m.dtype)), device)
+                        result.warmup_seconds[j] = _timed(
+                            lambda: (m.model(images.to(m.dtype)), m.model(images[:1].to(m.dtype))), device)
                 top1, hit5 = [], []
                 for j, m in enumerate(models):
                     _synchronize(device)
