@@ -110,67 +110,6 @@ def _prune_configs(configs, named_args, **kwargs):
     return configs
 
 
-@triton.jit
-def _attend_tile(
-    acc, l_i, m_i, q, keys, row_ok, offs_m, offs_d, dim_ok, N,
-    k_base, v_base, bias_base, mask_base,
-    stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-    inv_k, inv_v, exp_mul, exp_dlim, inv_c,
-    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, MASK_KEYS: tl.constexpr,
-):
-    """One step of the integer online softmax over the keys `keys` (one KEY_TILE of the arithmetic).
-
-    MASK_KEYS=False for tiles that lie wholly inside N: no key masks and no select. The last, partial
-    tile may be narrower than KEY_TILE: its keys beyond N would get p = 0, so the bits are the same.
-    """
-    if MASK_KEYS:
-        key_ok = keys < N
-        kt_mask = dim_ok[:, None] & key_ok[None, :]
-        v_mask = key_ok[:, None] & dim_ok[None, :]
-        tile_ok = row_ok[:, None] & key_ok[None, :]
-    else:
-        kt_mask = dim_ok[:, None]
-        v_mask = dim_ok[None, :]
-        tile_ok = row_ok[:, None]
-    kt = _quantize(tl.load(k_base + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd, mask=kt_mask, other=0),
-                   inv_k)
-    s = tl.dot(q, kt, out_dtype=tl.int32)
-    if HAS_BIAS or HAS_MASK:
-        b = tl.zeros(s.shape, dtype=tl.float32)
-        if HAS_BIAS:
-            b_ptrs = bias_base + offs_m[:, None] * stride_bn + keys[None, :] * stride_bk
-            b += tl.load(b_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
-        if HAS_MASK:
-            mk_ptrs = mask_base + offs_m[:, None] * stride_mn + keys[None, :] * stride_mk
-            b += tl.load(mk_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
-        t = b * inv_c
-        t = tl.where(t == t, t, 0.0)
-        t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)
-        s += _round_half_away(t)
-    if MASK_KEYS:
-        s = tl.where(key_ok[None, :], s, NEG_SCORE)
-
-    m_new = tl.maximum(m_i, tl.max(s, axis=1))
-    frac, whole = _exp2_split(m_new[:, None] - s, exp_mul, exp_dlim)
-    # (frac + 2**whole) >> (whole + 1), a rounding shift, in one op less (frac >= 0)
-    p = tl.minimum(((frac >> whole) + 1) >> 1, P_MAX)
-    frac_a, whole_a = _exp2_split(m_new - m_i, exp_mul, exp_dlim)
-    alpha = (frac_a + ((1 << whole_a) >> 1)) >> whole_a
-
-    v = _quantize(tl.load(v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd, mask=v_mask, other=0),
-                  inv_v)
-    # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
-    pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
-    pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
-
-    l_i = _rescale_int32(l_i, alpha) + tl.sum(p, axis=1)
-    if WIDE_ACC:
-        acc = ((acc * alpha.to(tl.int64)[:, None] + EXP_HALF) >> EXP_ONE_BITS) + pv.to(tl.int64)
-    else:
-        acc = _rescale_int32(acc, alpha[:, None]) + pv
-    return acc, l_i, m_new
-
-
 @triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "GRID_CLASS"],
                  prune_configs_by={"early_config_prune": _prune_configs})
 @triton.jit
@@ -186,7 +125,7 @@ def qflash_fwd_kernel(
     stride_mw, stride_mn, stride_mk,
     H, N, NUM_WINDOWS, GRID_CLASS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr,
 ):
     pid_zh = tl.program_id(0)
@@ -194,6 +133,7 @@ def qflash_fwd_kernel(
     z = pid_zh // H
     h = pid_zh % H
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N
     dim_ok = offs_d < HEAD_DIM
@@ -204,30 +144,54 @@ def qflash_fwd_kernel(
     inv_v = tl.load(INV_V + z)
     exp_mul = tl.load(EXP_MUL + z)
     exp_dlim = tl.load(EXP_DLIM + z)
-    inv_c = 0.0
     if HAS_BIAS or HAS_MASK:
         inv_c = tl.load(INV_C + z)
 
     k_base = K + z * stride_kz + h * stride_kh
     v_base = V + z * stride_vz + h * stride_vh
-    bias_base = BIAS + h * stride_bh
-    mask_base = MASK + (z % NUM_WINDOWS) * stride_mw
     m_i = tl.full([BLOCK_M], NEG_SCORE, dtype=tl.int32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.int32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int64 if WIDE_ACC else tl.int32)
-    n_full = (N // BLOCK_N) * BLOCK_N
-    for start in range(0, n_full, BLOCK_N):
-        acc, l_i, m_i = _attend_tile(
-            acc, l_i, m_i, q, start + tl.arange(0, BLOCK_N), row_ok, offs_m, offs_d, dim_ok, N,
-            k_base, v_base, bias_base, mask_base,
-            stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-            inv_k, inv_v, exp_mul, exp_dlim, inv_c, HAS_BIAS, HAS_MASK, WIDE_ACC, False)
-    if TAIL_N > 0:
-        acc, l_i, m_i = _attend_tile(
-            acc, l_i, m_i, q, n_full + tl.arange(0, TAIL_N), row_ok, offs_m, offs_d, dim_ok, N,
-            k_base, v_base, bias_base, mask_base,
-            stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-            inv_k, inv_v, exp_mul, exp_dlim, inv_c, HAS_BIAS, HAS_MASK, WIDE_ACC, True)
+    for start in range(0, N, BLOCK_N):
+        keys = start + offs_n
+        key_ok = keys < N
+        kt_ptrs = k_base + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
+        kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k)
+        s = tl.dot(q, kt, out_dtype=tl.int32)
+        if HAS_BIAS or HAS_MASK:
+            tile_ok = row_ok[:, None] & key_ok[None, :]
+            b = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+            if HAS_BIAS:
+                b_ptrs = BIAS + h * stride_bh + offs_m[:, None] * stride_bn + keys[None, :] * stride_bk
+                b += tl.load(b_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
+            if HAS_MASK:
+                w = z % NUM_WINDOWS
+                mk_ptrs = MASK + w * stride_mw + offs_m[:, None] * stride_mn + keys[None, :] * stride_mk
+                b += tl.load(mk_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
+            t = b * inv_c
+            t = tl.where(t == t, t, 0.0)
+            t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)
+            s += _round_half_away(t)
+        s = tl.where(key_ok[None, :], s, NEG_SCORE)
+
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        frac, whole = _exp2_split(m_new[:, None] - s, exp_mul, exp_dlim)
+        p = tl.minimum((frac + (1 << whole)) >> (whole + 1), P_MAX)
+        frac_a, whole_a = _exp2_split(m_new - m_i, exp_mul, exp_dlim)
+        alpha = (frac_a + ((1 << whole_a) >> 1)) >> whole_a
+
+        v_ptrs = v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        v = _quantize(tl.load(v_ptrs, mask=key_ok[:, None] & dim_ok[None, :], other=0), inv_v)
+        # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
+        pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
+        pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
+
+        l_i = _rescale_int32(l_i, alpha) + tl.sum(p, axis=1)
+        if WIDE_ACC:
+            acc = ((acc * alpha.to(tl.int64)[:, None] + EXP_HALF) >> EXP_ONE_BITS) + pv.to(tl.int64)
+        else:
+            acc = _rescale_int32(acc, alpha[:, None]) + pv
+        m_i = m_new
 
     l_wide = l_i.to(tl.int64)
     recip = (RECIP_ONE + (l_wide >> 1)) // tl.maximum(l_wide, 1)
@@ -235,13 +199,6 @@ def qflash_fwd_kernel(
     out = o.to(tl.float32) * tl.load(OUT_SCALE + z)
     o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
     tl.store(o_ptrs, _to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
-
-
-def tail_block(n: int) -> int:
-    """Width of the block that covers the last, partial key tile: 0 if none, 32 (the smallest width of
-    an int8 dot) when the remainder fits, else the whole KEY_TILE."""
-    rest = n % KEY_TILE
-    return 0 if rest == 0 else (32 if rest <= 32 else KEY_TILE)
 
 
 def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
@@ -267,7 +224,7 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
         scales.out_scale, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
         h, n, windows, grid_class,
-        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_N=tail_block(n),
+        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE,
         HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=n > INT32_ACC_MAX_N,
     )
     return out
