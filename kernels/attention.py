@@ -59,8 +59,10 @@ def qflash_attention(
     if resolve_backend(backend, q.device) == "reference":
         return qflash_reference(q, k, v, scales, bias, mask)
     from .qflash_triton import launch_qflash  # imported late: TRITON_INTERPRET is read at import
+    from .quantize_triton import quantize_qkv
 
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    q, k, v = quantize_qkv(q, k, v, scales)  # once, instead of once per query block in the kernel
     return launch_qflash(q, k, v, out, scales, bias, mask)
 
 

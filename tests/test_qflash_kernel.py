@@ -136,3 +136,29 @@ def test_fused_scales_match_the_torch_path(rng, device, granularity, group, d):
             assert torch.allclose(a, b, rtol=2.0**-23, atol=0), field
         else:
             assert (a.long() - b.long()).abs().max() <= max(1, b.abs().max().item() >> 22), field
+
+
+@pytest.mark.parametrize("n, d, dtype", [(197, 64, torch.float16), (49, 32, torch.bfloat16), (3, 16, torch.float32)])
+def test_one_pass_quantization_matches_the_reference_rounding(rng, device, n, d, dtype):
+    from qflash_kernels.quantize_triton import quantize_qkv
+
+    q, k, v = random_qkv(rng, 3, 2, n, d, dtype=dtype, device=device)  # strided views of one qkv tensor
+    q[0, 1, 0, 0] = float("nan")
+    scales = compute_scales(q, k, v, "static", static_scales=(0.01, 0.02, 0.015))  # saturates on purpose
+    for got, x, inv in zip(quantize_qkv(q, k, v, scales), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
+        assert got.dtype == torch.int8 and got.is_contiguous()
+        assert torch.equal(got.to(torch.int32), quantize_int8(x, inv))
+        assert got.abs().max() == 127
+
+
+def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
+    from qflash_kernels.qflash_triton import launch_qflash
+    from qflash_kernels.quantize_triton import quantize_qkv
+
+    q, k, v = random_qkv(rng, 2, 3, 197, 64, device=device)
+    scales = compute_scales(q, k, v)
+    on_load, prequantized = torch.empty_like(q), torch.empty_like(q)
+    launch_qflash(q, k, v, on_load, scales)
+    launch_qflash(*quantize_qkv(q, k, v, scales), prequantized, scales)
+    assert torch.equal(on_load, prequantized)
+    assert torch.equal(prequantized, qflash_reference(q, k, v, scales))

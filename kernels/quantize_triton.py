@@ -1,0 +1,49 @@
+"""Q, K and V to int8 in one launch, with the kernel's own rounding (bit-identical to quantizing on load).
+
+The attention kernel can quantize float inputs as it loads them, but then every query block quantizes
+every key and value tile again (N / BLOCK_M times); one pass that writes int8 costs 3 bytes per element
+of memory traffic instead.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .qflash_triton import _quantize
+
+
+@triton.jit
+def _quantize_qkv_kernel(Q, K, V, OUT, INV_Q, INV_K, INV_V, H, N,
+                         sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
+                         HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    zh = tl.program_id(0)
+    which = tl.program_id(1)
+    z = zh // H
+    h = zh % H
+    if which == 0:
+        base, inv, sz, sh, sn, sd = Q, INV_Q, sqz, sqh, sqn, sqd
+    elif which == 1:
+        base, inv, sz, sh, sn, sd = K, INV_K, skz, skh, skn, skd
+    else:
+        base, inv, sz, sh, sn, sd = V, INV_V, svz, svh, svn, svd
+    inv_scale = tl.load(inv + z)
+    out_base = OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N * HEAD_DIM
+    offs_d = tl.arange(0, BLOCK_D)
+    for start in range(0, N, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
+        x = tl.load(base + z * sz + h * sh + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
+        tl.store(out_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], _quantize(x, inv_scale), mask=ok)
+
+
+def quantize_qkv(q, k, v, scales) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int8 (Z, H, N, D) contiguous copies of q, k, v quantized with the per-z scales."""
+    z, h, n, d = q.shape
+    out = torch.empty((3, z, h, n, d), dtype=torch.int8, device=q.device)
+    block_n = max(16, min(64, triton.next_power_of_2(n)))
+    _quantize_qkv_kernel[(z * h, 3)](
+        q, k, v, out, scales.inv_q, scales.inv_k, scales.inv_v, h, n, *q.stride(), *k.stride(), *v.stride(),
+        HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), num_warps=4,
+    )
+    return out[0], out[1], out[2]
