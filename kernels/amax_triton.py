@@ -23,6 +23,18 @@ OUT_STEP = tl.constexpr(2.0 ** -quant.OUT_FRAC_BITS)
 
 
 @triton.jit
+def head_slice(which, z, h, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
+    """Start of head (z, h) of Q (which = 0), K (1) or V (2), with its row and column strides."""
+    if which == 0:
+        base, sz, sh, sn, sd = Q, sqz, sqh, sqn, sqd
+    elif which == 1:
+        base, sz, sh, sn, sd = K, skz, skh, skn, skd
+    else:
+        base, sz, sh, sn, sd = V, svz, svh, svn, svd
+    return base + z * sz + h * sh, sn, sd
+
+
+@triton.jit
 def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
                  sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                  HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -30,18 +42,13 @@ def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
     which = tl.program_id(1)
     z = zh // H
     h = zh % H
-    if which == 0:
-        base, sz, sh, sn, sd = Q, sqz, sqh, sqn, sqd
-    elif which == 1:
-        base, sz, sh, sn, sd = K, skz, skh, skn, skd
-    else:
-        base, sz, sh, sn, sd = V, svz, svh, svn, svd
+    base, sn, sd = head_slice(which, z, h, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     offs_d = tl.arange(0, BLOCK_D)
     best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     for start in range(0, N, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-        x = tl.load(base + z * sz + h * sh + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
+        x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
         a = tl.abs(x.to(tl.float32))
         a = tl.where(a == a, a, float("inf"))
         best = tl.maximum(best, a)

@@ -10,6 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .amax_triton import head_slice
 from .qflash_triton import _quantize
 
 
@@ -21,19 +22,19 @@ def _quantize_qkv_kernel(Q, K, V, OUT, INV_Q, INV_K, INV_V, H, N,
     which = tl.program_id(1)
     z = zh // H
     h = zh % H
-    if which == 0:
-        base, inv, sz, sh, sn, sd = Q, INV_Q, sqz, sqh, sqn, sqd
-    elif which == 1:
-        base, inv, sz, sh, sn, sd = K, INV_K, skz, skh, skn, skd
-    else:
-        base, inv, sz, sh, sn, sd = V, INV_V, svz, svh, svn, svd
+    base, sn, sd = head_slice(which, z, h, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
+    inv = INV_Q
+    if which == 1:
+        inv = INV_K
+    elif which == 2:
+        inv = INV_V
     inv_scale = tl.load(inv + z)
     out_base = OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N * HEAD_DIM
     offs_d = tl.arange(0, BLOCK_D)
     for start in range(0, N, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-        x = tl.load(base + z * sz + h * sh + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
+        x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
         tl.store(out_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], _quantize(x, inv_scale), mask=ok)
 
 
