@@ -137,7 +137,7 @@ def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> Att
     return AttentionScales(
         inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
         exp_mul=exp_mul.to(torch.int32), exp_dlim=exp_dlim.to(torch.int32),
-        inv_c=torch.tensor(sqrt_d, dtype=torch.float32, device=amax.device) / (s[0] * s[1]), out_scale=out_scale.float(), granularity=granularity,
+        inv_c=torch.full_like(s[0], sqrt_d) / (s[0] * s[1]), out_scale=out_scale.float(), granularity=granularity,
     )
 
 
