@@ -210,7 +210,7 @@ def _records_from_arrow(stream, location: str, wanted: Optional[range], first: i
         if lo < hi:
             keep = [i for i in range(lo, hi) if i % slots == slot]
             if keep:
-                rows = batch.take([i - start for i in keep]).select(["image", "label"]).to_pylist()
+                rows = batch.select(["image", "label"]).take([i - start for i in keep]).to_pylist()
                 yield from (_record(i, row, location) for i, row in zip(keep, rows))
         start = stop
         if wanted is not None and start >= wanted.stop:
