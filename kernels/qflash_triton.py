@@ -19,24 +19,20 @@ from . import quant
 # Globals read inside @triton.jit must be tl.constexpr instances (triton 3.6 refuses annotated ones),
 # and derived values are precomputed: the interpreter cannot mix plain ints with constexpr objects.
 KEY_TILE = ref.KEY_TILE
-EXP_ONE_BITS = tl.constexpr(ref.EXP_ONE_BITS)
 EXP_POLY_A = tl.constexpr(ref.EXP_POLY_A)
 EXP_POLY_B = tl.constexpr(ref.EXP_POLY_B)
-FRAC_BITS = tl.constexpr(ref.FRAC_BITS)
-FRAC_MASK = tl.constexpr((1 << ref.FRAC_BITS) - 1)
-FRAC_SHIFT = tl.constexpr(quant.EXP_SHIFT - ref.FRAC_BITS)
 EXP_ONE = tl.constexpr(1 << ref.EXP_ONE_BITS)
-P_MAX = tl.constexpr(ref.P_MAX)
+FRAC_BASE = tl.constexpr(1 << ref.P_BITS)
+FRAC_TOP_SHIFT = tl.constexpr(ref.FRAC_TOP_SHIFT)
 EXP_SHIFT = tl.constexpr(quant.EXP_SHIFT)
 QMAX = tl.constexpr(float(quant.QMAX))
 BIAS_INT_LIMIT = tl.constexpr(quant.BIAS_INT_LIMIT)
 NEG_BIAS_INT_LIMIT = tl.constexpr(-quant.BIAS_INT_LIMIT)
 NEG_QMAX = tl.constexpr(-float(quant.QMAX))
-EXP_HALF = tl.constexpr(1 << (ref.EXP_ONE_BITS - 1))
+EXP_ONE_BITS = tl.constexpr(ref.EXP_ONE_BITS)
 RECIP_ONE = tl.constexpr(1 << ref.RECIP_BITS)
 NORM_SHIFT = tl.constexpr(ref.RECIP_BITS - quant.OUT_FRAC_BITS)
 NORM_HALF = tl.constexpr(1 << (ref.RECIP_BITS - quant.OUT_FRAC_BITS - 1))
-LOW_MASK = tl.constexpr((1 << ref.EXP_ONE_BITS) - 1)
 # Largest N for which |acc| <= P_MAX * 127 * N fits in int32; longer sequences use int64 accumulators.
 INT32_ACC_MAX_N = ((1 << 31) - 1) // (ref.P_MAX * quant.QMAX)
 NEG_SCORE = tl.constexpr(ref.NEG_SCORE)  # initial running max and masked keys (p = 0 without a select)
@@ -63,20 +59,22 @@ def _quantize(x, inv_scale):
 
 
 @triton.jit
-def _exp2_split(d, exp_mul, exp_dlim):
-    # 2**(-d * exp_mul / 2**EXP_SHIFT) = frac * 2**-15 * 2**-whole, d >= 0 (int32); y < 21 * 2**26.
-    y = tl.minimum(d, exp_dlim) * exp_mul
-    t = (y >> FRAC_SHIFT) & FRAC_MASK
-    frac = EXP_ONE - ((t * (EXP_POLY_A - ((t * EXP_POLY_B) >> FRAC_BITS))) >> FRAC_BITS)
-    return frac, y >> EXP_SHIFT
+def _exp2_split(d, exp_mul, neg_mul_top):
+    # reference.exp2_split on 32-bit words. y = d * exp_mul < 21 * 2**26 gives whole = y >> 26, and
+    # d * exp_mul * 2**6 wraps to the fraction of y at the top of a word: u = ~that, one IMAD. The two
+    # polynomial products are IMAD.HI with the constant folded in. Multiplies run on the FMA pipe and
+    # leave the integer ALU pipe to shifts, max and packing (the ALU pipe was the bottleneck).
+    whole = (d * exp_mul) >> EXP_SHIFT
+    u = d.to(tl.uint32, bitcast=True) * neg_mul_top + 0xFFFFFFFF
+    inner = EXP_POLY_A + tl.umulhi(u, EXP_POLY_B)
+    frac = FRAC_BASE + tl.umulhi(u, inner)
+    return frac.to(tl.int32, bitcast=True), whole
 
 
 @triton.jit
-def _rescale_int32(x, alpha):
-    # (x * alpha + 2**14) >> 15 without leaving int32: x = hi * 2**15 + lo, and hi * alpha <= |x|.
-    hi = x >> EXP_ONE_BITS
-    lo = x & LOW_MASK
-    return hi * alpha + ((lo * alpha + EXP_HALF) >> EXP_ONE_BITS)
+def _rescale(x, alpha):
+    # floor(x * alpha / 2**15): one 32 x 32 -> 64-bit product and one funnel shift; fits in x's type.
+    return ((x.to(tl.int64) * alpha) >> EXP_ONE_BITS).to(x.dtype)
 
 
 @triton.jit
@@ -123,7 +121,7 @@ def qflash_fwd_kernel(
     stride_oz, stride_oh, stride_on, stride_od,
     stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    H, N, NUM_WINDOWS, GRID_CLASS,
+    H, N, N_V, NUM_WINDOWS, GRID_CLASS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr,
@@ -142,8 +140,9 @@ def qflash_fwd_kernel(
     q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0), tl.load(INV_Q + z))
     inv_k = tl.load(INV_K + z)
     inv_v = tl.load(INV_V + z)
-    exp_mul = tl.load(EXP_MUL + z)
     exp_dlim = tl.load(EXP_DLIM + z)
+    exp_mul = tl.load(EXP_MUL + z)
+    neg_mul_top = 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
     if HAS_BIAS or HAS_MASK:
         inv_c = tl.load(INV_C + z)
 
@@ -172,25 +171,24 @@ def qflash_fwd_kernel(
             t = tl.where(t == t, t, 0.0)
             t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)
             s += _round_half_away(t)
-        s = tl.where(key_ok[None, :], s, NEG_SCORE)
+        if start + BLOCK_N > N:  # only the last tile holds keys past N
+            s = tl.where(key_ok[None, :], s, NEG_SCORE)
 
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        frac, whole = _exp2_split(m_new[:, None] - s, exp_mul, exp_dlim)
-        p = tl.minimum((frac + (1 << whole)) >> (whole + 1), P_MAX)
-        frac_a, whole_a = _exp2_split(m_new - m_i, exp_mul, exp_dlim)
-        alpha = (frac_a + ((1 << whole_a) >> 1)) >> whole_a
+        frac, whole = _exp2_split(tl.minimum(m_new[:, None] - s, exp_dlim), exp_mul, neg_mul_top)
+        p = ((frac >> whole) + 1) >> 1
+        d_max = tl.minimum(m_new - m_i, exp_dlim)
+        frac_a, whole_a = _exp2_split(d_max, exp_mul, neg_mul_top)
+        alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
 
         v_ptrs = v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
-        v = _quantize(tl.load(v_ptrs, mask=key_ok[:, None] & dim_ok[None, :], other=0), inv_v)
+        v = _quantize(tl.load(v_ptrs, mask=(keys < N_V)[:, None] & dim_ok[None, :], other=0), inv_v)
         # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
         pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
         pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
 
-        l_i = _rescale_int32(l_i, alpha) + tl.sum(p, axis=1)
-        if WIDE_ACC:
-            acc = ((acc * alpha.to(tl.int64)[:, None] + EXP_HALF) >> EXP_ONE_BITS) + pv.to(tl.int64)
-        else:
-            acc = _rescale_int32(acc, alpha[:, None]) + pv
+        l_i = _rescale(l_i, alpha) + tl.sum(p, axis=1)
+        acc = _rescale(acc, alpha[:, None]) + pv.to(acc.dtype)
         m_i = m_new
 
     l_wide = l_i.to(tl.int64)
@@ -201,9 +199,14 @@ def qflash_fwd_kernel(
     tl.store(o_ptrs, _to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
 
-def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
-    """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place."""
+def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_rows=None):
+    """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place.
+
+    v_rows: rows of v's storage along N that may be read (>= N, zero past N), as quantize_qkv returns;
+    the default N reads exactly v.
+    """
     z, h, n, d = q.shape
+    v_rows = n if v_rows is None else v_rows
     block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
     dummy = scales.inv_c  # never read when the flag is off
     b = bias if bias is not None else dummy
@@ -223,7 +226,7 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None):
         scales.inv_q, scales.inv_k, scales.inv_v, scales.exp_mul, scales.exp_dlim, scales.inv_c,
         scales.out_scale, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
-        h, n, windows, grid_class,
+        h, n, v_rows, windows, grid_class,
         HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE,
         HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=n > INT32_ACC_MAX_N,
     )

@@ -17,8 +17,9 @@ QMAX = 127  # symmetric int8: values are clamped to [-127, 127]
 
 # Exponent fixed point: one doubling of the softmax = 2**EXP_SHIFT units of d * exp_mul.
 EXP_SHIFT = 26
-# exp_mul is clamped to [1, 2**EXP_SHIFT]: above that one integer score step would exceed one doubling.
-EXP_MUL_MAX = 1 << EXP_SHIFT
+# exp_mul is clamped to [1, 2**EXP_SHIFT - 1]: one integer score step stays below one doubling, and
+# exp_mul << (32 - EXP_SHIFT) fits in 32 unsigned bits (the kernel's high-half multiplies).
+EXP_MUL_MAX = (1 << EXP_SHIFT) - 1
 # exp_dlim saturates the exponent just below EXP_SATURATE doublings: every shift stays <= 20 and
 # every probability past it is 0.
 EXP_SATURATE = 21

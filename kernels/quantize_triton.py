@@ -15,7 +15,7 @@ from .qflash_triton import _quantize
 
 
 @triton.jit
-def _quantize_qkv_kernel(Q, K, V, OUT, INV_Q, INV_K, INV_V, H, N,
+def _quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, INV_Q, INV_K, INV_V, H, N, N_PAD,
                          sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                          HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     zh = tl.program_id(0)
@@ -29,22 +29,43 @@ def _quantize_qkv_kernel(Q, K, V, OUT, INV_Q, INV_K, INV_V, H, N,
     elif which == 2:
         inv = INV_V
     inv_scale = tl.load(inv + z)
-    out_base = OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N * HEAD_DIM
     offs_d = tl.arange(0, BLOCK_D)
-    for start in range(0, N, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-        x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
-        tl.store(out_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], _quantize(x, inv_scale), mask=ok)
+    if which == 2:
+        # V transposed to (D, N_PAD), keys contiguous: the order of the P.V dot's operand in shared
+        # memory. Padding keys hold 0 (their probability is 0 as well).
+        out_base = VT_OUT + zh.to(tl.int64) * HEAD_DIM * N_PAD
+        for start in range(0, N_PAD, BLOCK_N):
+            offs_n = start + tl.arange(0, BLOCK_N)
+            ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
+            x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
+            pad_ok = (offs_n[:, None] < N_PAD) & (offs_d[None, :] < HEAD_DIM)
+            tl.store(out_base + offs_d[None, :] * N_PAD + offs_n[:, None], _quantize(x, inv_scale), mask=pad_ok)
+    else:
+        out_base = QK_OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N * HEAD_DIM
+        for start in range(0, N, BLOCK_N):
+            offs_n = start + tl.arange(0, BLOCK_N)
+            ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
+            x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
+            tl.store(out_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], _quantize(x, inv_scale), mask=ok)
 
 
-def quantize_qkv(q, k, v, scales) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """int8 (Z, H, N, D) contiguous copies of q, k, v quantized with the per-z scales."""
+V_ROW_MULTIPLE = 16  # keys of the transposed V are padded to this (whole 16-byte vectors)
+
+
+def quantize_qkv(q, k, v, scales) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """int8 copies of q, k, v quantized with the per-z scales, laid out for the attention kernel.
+
+    Returns (q8, k8, v8, v_rows): q8, k8 contiguous (Z, H, N, D); v8 a (Z, H, N, D) view of a
+    (Z, H, D, v_rows) tensor whose keys N..v_rows-1 are zero (pass v_rows to launch_qflash).
+    """
     z, h, n, d = q.shape
-    out = torch.empty((3, z, h, n, d), dtype=torch.int8, device=q.device)
+    n_pad = triton.cdiv(n, V_ROW_MULTIPLE) * V_ROW_MULTIPLE
+    qk = torch.empty((2, z, h, n, d), dtype=torch.int8, device=q.device)
+    vt = torch.empty((z, h, d, n_pad), dtype=torch.int8, device=q.device)
     block_n = max(16, min(64, triton.next_power_of_2(n)))
     _quantize_qkv_kernel[(z * h, 3)](
-        q, k, v, out, scales.inv_q, scales.inv_k, scales.inv_v, h, n, *q.stride(), *k.stride(), *v.stride(),
+        q, k, v, qk, vt, scales.inv_q, scales.inv_k, scales.inv_v, h, n, n_pad,
+        *q.stride(), *k.stride(), *v.stride(),
         HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), num_warps=4,
     )
-    return out[0], out[1], out[2]
+    return qk[0], qk[1], vt.transpose(2, 3)[:, :, :n], n_pad

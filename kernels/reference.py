@@ -9,10 +9,12 @@ Per query row, over key tiles of KEY_TILE keys:
   m_new  = max(m, rowmax(s))
   p      = 2**(-(m_new - s)) at scale 2**14             (14-bit probability relative to the row max)
   alpha  = 2**(-(m_new - m)) at scale 2**15              (rescale factor, exactly 2**15 when m is unchanged)
-  l      = round(l * alpha / 2**15) + rowsum(p)
-  acc    = round(acc * alpha / 2**15) + p . V_int        (p split in two 7-bit halves for int8 dots)
+  l      = floor(l * alpha / 2**15) + rowsum(p)
+  acc    = floor(acc * alpha / 2**15) + p . V_int        (p split in two 7-bit halves for int8 dots)
   out    = round(acc * round(2**40 / l) / 2**32) * s_v / 2**8   (one integer division per row)
-The rescale is a multiply and a rounding shift ("scale release"): l and acc never change scale.
+The rescale is a multiply and a shift ("scale release"): l and acc never change scale. It floors (a bias
+of half a unit per key tile on values of at least 2**14) where rounding would cost the GPU two more
+integer instructions per accumulator element.
 """
 from __future__ import annotations
 
@@ -25,41 +27,46 @@ from .quant import (
 )
 
 KEY_TILE = 64  # keys per online-softmax step: part of the algorithm's definition, not a tuning knob
-EXP_ONE_BITS = 15  # exp2_fixed returns 2**-x at scale 2**15
-P_BITS = 14  # probabilities for P.V at scale 2**14, clamped to 2**14 - 1 (two int8 halves of 7 bits)
+EXP_ONE_BITS = 15  # the exponential's fraction and alpha are at scale 2**15
+P_BITS = 14  # probabilities for P.V at scale 2**14, at most 2**14 - 1 (two int8 halves of 7 bits)
 P_MAX = (1 << P_BITS) - 1
-FRAC_BITS = 15  # bits of the exponent's fraction fed to the polynomial
-RECIP_BITS = 40  # per-row reciprocal of l at scale 2**40  # 2**15 >> 17 is already 0; clamping the shift keeps it far below the bit width
-# 2**-t on [0, 1) at scale 2**15: 1 - t (A - t B), coefficients at scale 2**15 (a quadratic fitted for
-# minimal relative error with exact value 1 at t = 0: max relative error 0.22 %; a cubic gained 0.01 dB).
-EXP_POLY_A = 22034
-EXP_POLY_B = 5687
+RECIP_BITS = 40  # per-row reciprocal of l at scale 2**40
+# 2**-t for t in [0, 1) through s = 1 - t: 2**-t = 2**(s - 1) ~ (1 + s (A + s B) / 2**14) / 2, coefficients at
+# scale 2**14 fitted for minimal relative error (0.21 %), exact at s = 0. A + B < 2**14 - 1 keeps the
+# fraction below 2**15 - 1, so p never needs a clamp to stay within 14 bits.
+EXP_POLY_A = 10909
+EXP_POLY_B = 5409
+FRAC_TOP_SHIFT = 32 - EXP_SHIFT  # y << 6 puts the 26 fraction bits of y at the top of a 32-bit word
+WORD = 1 << 32
 NEG_SCORE = -((1 << 31) - (1 << 25) - 1)  # initial running max; the kernel's masked keys: p = 0 exactly
 
 
 def exp2_split(d: torch.Tensor, exp_mul: torch.Tensor, exp_dlim: torch.Tensor):
     """2**(-d * exp_mul / 2**EXP_SHIFT) = frac * 2**-15 * 2**-whole for integer d >= 0.
 
-    Returns (frac in (2**14, 2**15], whole in [0, 20]); exp_dlim keeps y below 21 * 2**EXP_SHIFT.
+    y = min(d, exp_dlim) * exp_mul (< 21 * 2**26). whole = y >> 26 in [0, 20]. The fraction t of y is
+    taken as a 32-bit word u = 2**32 - 1 - (t << 6) ("1 - t"), and both polynomial products are the high
+    halves of 32 x 32-bit products (one IMAD.HI each on the GPU). Returns frac in [2**14, 2**15 - 2].
     """
     y = torch.minimum(d, exp_dlim) * exp_mul
     whole = y >> EXP_SHIFT
-    t = (y >> (EXP_SHIFT - FRAC_BITS)) & ((1 << FRAC_BITS) - 1)
-    inner = EXP_POLY_A - ((t * EXP_POLY_B) >> FRAC_BITS)
-    frac = (1 << EXP_ONE_BITS) - ((t * inner) >> FRAC_BITS)
+    u = (WORD - 1) - ((y << FRAC_TOP_SHIFT) & (WORD - 1))
+    inner = EXP_POLY_A + ((u * EXP_POLY_B) >> 32)
+    frac = (1 << P_BITS) + ((u * inner) >> 32)
     return frac, whole
 
 
 def rescale_factor(d: torch.Tensor, exp_mul, exp_dlim) -> torch.Tensor:
-    """alpha = 2**-d at scale 2**15, rounded half up."""
+    """alpha = 2**-d at scale 2**15, rounded half up; exactly 2**15 when the running max did not move."""
     frac, whole = exp2_split(d, exp_mul, exp_dlim)
-    return (frac + ((1 << whole) >> 1)) >> whole
+    alpha = (frac + ((1 << whole) >> 1)) >> whole
+    return torch.where(d == 0, torch.full_like(alpha, 1 << EXP_ONE_BITS), alpha)
 
 
 def probabilities(d: torch.Tensor, exp_mul, exp_dlim) -> torch.Tensor:
-    """p = 2**-d at scale 2**14, rounded half up once, clamped to 14 bits (only d = 0 reaches 2**14)."""
+    """p = 2**-d at scale 2**14, rounded half up once: ((frac >> whole) + 1) >> 1 <= 2**14 - 1."""
     frac, whole = exp2_split(d, exp_mul, exp_dlim)
-    return torch.clamp((frac + (1 << whole)) >> (whole + 1), max=P_MAX)
+    return ((frac >> whole) + 1) >> 1
 
 
 def qflash_reference(
@@ -97,8 +104,8 @@ def qflash_reference(
         p = probabilities(m_new - s, exp_mul, exp_dlim)
         alpha = rescale_factor(m_new - m, exp_mul, exp_dlim)
         pv = (p.to(torch.float64) @ vi[:, :, start:stop]).long()
-        l = ((l * alpha + (1 << (EXP_ONE_BITS - 1))) >> EXP_ONE_BITS) + p.sum(dim=-1, keepdim=True)
-        acc = ((acc * alpha + (1 << (EXP_ONE_BITS - 1))) >> EXP_ONE_BITS) + pv
+        l = ((l * alpha) >> EXP_ONE_BITS) + p.sum(dim=-1, keepdim=True)
+        acc = ((acc * alpha) >> EXP_ONE_BITS) + pv
         m = m_new
     out = normalize(acc, l)
     out_dtype = torch.float16 if q.dtype == torch.int8 else q.dtype

@@ -15,7 +15,8 @@ import torch
 
 import qflash_kernels as qk
 from qflash_kernels.qflash_triton import launch_qflash
-from qflash_kernels.quant import compute_scales, quantize_int8
+from qflash_kernels.quant import compute_scales
+from qflash_kernels.quantize_triton import quantize_qkv
 
 from .report import markdown_table, provenance
 from .workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
@@ -79,9 +80,12 @@ def bench_workload(name: str, batch: int) -> list[dict]:
     for backend in SDPA_BACKENDS:
         variants[f"sdpa_{backend}"] = (sdpa_fn(q, k, v, backend), fp16_bytes)
     scales = compute_scales(q, k, v)
-    ints = [quantize_int8(t, inv).to(torch.int8) for t, inv in ((q, scales.inv_q), (k, scales.inv_k), (v, scales.inv_v))]
+    # int8 inputs in the layout the op hands the kernel: Q, K (Z, H, N, D), V transposed with padded keys
+    q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
+    ints = (q8, k8, v8)
     out = torch.empty_like(q)
-    variants["qflash_kernel_int8"] = (lambda: launch_qflash(*ints, out, scales), 3 * elements + 2 * elements)
+    variants["qflash_kernel_int8"] = (lambda: launch_qflash(*ints, out, scales, v_rows=v_rows),
+                                      3 * elements + 2 * elements)
     variants["qflash_op"] = (lambda: qk.qflash_attention(q, k, v), fp16_bytes)
     variants["ivit_op"] = (lambda: qk.ivit_attention(q, k, v), fp16_bytes)
     if name in SWIN_WORKLOADS:

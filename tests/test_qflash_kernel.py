@@ -145,10 +145,16 @@ def test_one_pass_quantization_matches_the_reference_rounding(rng, device, n, d,
     q, k, v = random_qkv(rng, 3, 2, n, d, dtype=dtype, device=device)  # strided views of one qkv tensor
     q[0, 1, 0, 0] = float("nan")
     scales = compute_scales(q, k, v, "static", static_scales=(0.01, 0.02, 0.015))  # saturates on purpose
-    for got, x, inv in zip(quantize_qkv(q, k, v, scales), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
-        assert got.dtype == torch.int8 and got.is_contiguous()
+    q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
+    for got, x, inv in zip((q8, k8, v8), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
+        assert got.dtype == torch.int8 and got.shape == x.shape
         assert torch.equal(got.to(torch.int32), quantize_int8(x, inv))
         assert got.abs().max() == 127
+    assert q8.is_contiguous() and k8.is_contiguous()
+    # V is stored transposed, keys contiguous and padded with zeros to a multiple of 16
+    assert v_rows % 16 == 0 and n <= v_rows < n + 16 and v8.stride()[2:] == (1, v_rows)
+    padded = torch.as_strided(v8, (3, 2, v_rows, d), v8.stride())
+    assert (padded[:, :, n:] == 0).all()
 
 
 def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
@@ -159,6 +165,7 @@ def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
     scales = compute_scales(q, k, v)
     on_load, prequantized = torch.empty_like(q), torch.empty_like(q)
     launch_qflash(q, k, v, on_load, scales)
-    launch_qflash(*quantize_qkv(q, k, v, scales), prequantized, scales)
+    q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
+    launch_qflash(q8, k8, v8, prequantized, scales, v_rows=v_rows)
     assert torch.equal(on_load, prequantized)
     assert torch.equal(prequantized, qflash_reference(q, k, v, scales))
