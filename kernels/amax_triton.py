@@ -23,26 +23,27 @@ OUT_STEP = tl.constexpr(2.0 ** -quant.OUT_FRAC_BITS)
 
 
 @triton.jit
-def head_slice(which, z, h, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
-    """Start of head (z, h) of Q (which = 0), K (1) or V (2), with its row and column strides."""
+def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
+    """For a grid (Z * H, 3): which tensor (0 = Q, 1 = K, 2 = V), the program's z * H + h and z, the
+    start of its head and that head's row and column strides."""
+    zh = tl.program_id(0)
+    which = tl.program_id(1)
+    z = zh // H
+    h = zh % H
     if which == 0:
         base, sz, sh, sn, sd = Q, sqz, sqh, sqn, sqd
     elif which == 1:
         base, sz, sh, sn, sd = K, skz, skh, skn, skd
     else:
         base, sz, sh, sn, sd = V, svz, svh, svn, svd
-    return base + z * sz + h * sh, sn, sd
+    return which, zh, z, base + z * sz + h * sh, sn, sd
 
 
 @triton.jit
 def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
                  sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                  HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    zh = tl.program_id(0)
-    which = tl.program_id(1)
-    z = zh // H
-    h = zh % H
-    base, sn, sd = head_slice(which, z, h, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
+    which, _, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     offs_d = tl.arange(0, BLOCK_D)
     best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     for start in range(0, N, BLOCK_N):

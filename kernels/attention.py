@@ -66,11 +66,11 @@ def qflash_attention(
     from .quantize_triton import quantize_qkv
 
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    v_rows = None
     if q.shape[2] > PREQUANTIZE_ABOVE_N:
         # several query blocks per head would each quantize every K/V tile again: quantize once instead
         q, k, v, v_rows = quantize_qkv(q, k, v, scales)
-        return launch_qflash(q, k, v, out, scales, bias, mask, v_rows=v_rows)
-    return launch_qflash(q, k, v, out, scales, bias, mask)
+    return launch_qflash(q, k, v, out, scales, bias, mask, v_rows=v_rows)
 
 
 def qflash_attention_int8(

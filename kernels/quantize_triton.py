@@ -10,43 +10,39 @@ import torch
 import triton
 import triton.language as tl
 
-from .amax_triton import head_slice
+from .amax_triton import program_head
 from .qflash_triton import _quantize
+
+
+@triton.jit
+def _quantize_rows(base, sn, sd, out, out_sn, out_sd, rows, N, inv_scale,
+                   HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    # rows 0..rows-1 of one head to int8 at out; rows past N read as 0
+    offs_d = tl.arange(0, BLOCK_D)
+    dim_ok = offs_d[None, :] < HEAD_DIM
+    for start in range(0, rows, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=(offs_n[:, None] < N) & dim_ok, other=0.0)
+        tl.store(out + offs_n[:, None] * out_sn + offs_d[None, :] * out_sd, _quantize(x, inv_scale),
+                 mask=(offs_n[:, None] < rows) & dim_ok)
 
 
 @triton.jit
 def _quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, INV_Q, INV_K, INV_V, H, N, N_PAD,
                          sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                          HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    zh = tl.program_id(0)
-    which = tl.program_id(1)
-    z = zh // H
-    h = zh % H
-    base, sn, sd = head_slice(which, z, h, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
-    inv = INV_Q
-    if which == 1:
-        inv = INV_K
-    elif which == 2:
-        inv = INV_V
-    inv_scale = tl.load(inv + z)
-    offs_d = tl.arange(0, BLOCK_D)
+    which, zh, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     if which == 2:
         # V transposed to (D, N_PAD), keys contiguous: the order of the P.V dot's operand in shared
         # memory. Padding keys hold 0 (their probability is 0 as well).
-        out_base = VT_OUT + zh.to(tl.int64) * HEAD_DIM * N_PAD
-        for start in range(0, N_PAD, BLOCK_N):
-            offs_n = start + tl.arange(0, BLOCK_N)
-            ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-            x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
-            pad_ok = (offs_n[:, None] < N_PAD) & (offs_d[None, :] < HEAD_DIM)
-            tl.store(out_base + offs_d[None, :] * N_PAD + offs_n[:, None], _quantize(x, inv_scale), mask=pad_ok)
+        out = VT_OUT + zh.to(tl.int64) * HEAD_DIM * N_PAD
+        _quantize_rows(base, sn, sd, out, 1, N_PAD, N_PAD, N, tl.load(INV_V + z), HEAD_DIM, BLOCK_N, BLOCK_D)
     else:
-        out_base = QK_OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N * HEAD_DIM
-        for start in range(0, N, BLOCK_N):
-            offs_n = start + tl.arange(0, BLOCK_N)
-            ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-            x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
-            tl.store(out_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], _quantize(x, inv_scale), mask=ok)
+        inv = INV_Q
+        if which == 1:
+            inv = INV_K
+        out = QK_OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N * HEAD_DIM
+        _quantize_rows(base, sn, sd, out, HEAD_DIM, 1, N, N, tl.load(inv + z), HEAD_DIM, BLOCK_N, BLOCK_D)
 
 
 V_ROW_MULTIPLE = 16  # keys of the transposed V are padded to this (whole 16-byte vectors)
