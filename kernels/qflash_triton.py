@@ -29,6 +29,8 @@ QMAX = tl.constexpr(float(quant.QMAX))
 BIAS_INT_LIMIT = tl.constexpr(quant.BIAS_INT_LIMIT)
 NEG_BIAS_INT_LIMIT = tl.constexpr(-quant.BIAS_INT_LIMIT)
 NEG_QMAX = tl.constexpr(-float(quant.QMAX))
+ROUND_MAGIC = tl.constexpr(quant.ROUND_MAGIC)
+ROUND_MAGIC_BITS = tl.constexpr(0x4B400000)  # the float32 bits of ROUND_MAGIC
 EXP_ONE_BITS = tl.constexpr(ref.EXP_ONE_BITS)
 RECIP_ONE = tl.constexpr(1 << ref.RECIP_BITS)
 NORM_SHIFT = tl.constexpr(ref.RECIP_BITS - quant.OUT_FRAC_BITS)
@@ -39,11 +41,10 @@ NEG_SCORE = tl.constexpr(ref.NEG_SCORE)  # initial running max and masked keys (
 
 
 @triton.jit
-def _round_half_away(t):
-    # truncation plus comparisons, as quant.round_half_away: no add consumes the product, so no FMA.
-    r = t.to(tl.int32)
-    rf = r.to(tl.float32)
-    return r + (t >= rf + 0.5).to(tl.int32) - (t <= rf - 0.5).to(tl.int32)
+def _round_clamped(t):
+    # round(t) for |t| <= 2**22, ties to even as torch.round: adding 1.5 * 2**23 leaves the integer in
+    # the low mantissa bits. The caller's clamp sits between any product and this add, so no FMA forms.
+    return (t + ROUND_MAGIC).to(tl.int32, bitcast=True) - ROUND_MAGIC_BITS
 
 
 @triton.jit
@@ -54,7 +55,7 @@ def _quantize(x, inv_scale):
         t = x.to(tl.float32) * inv_scale
         t = tl.where(t == t, t, 0.0)
         t = tl.minimum(tl.maximum(t, NEG_QMAX), QMAX)
-        q = _round_half_away(t).to(tl.int8)
+        q = _round_clamped(t).to(tl.int8)
     return q
 
 
@@ -158,28 +159,32 @@ def qflash_fwd_kernel(
         kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k)
         s = tl.dot(q, kt, out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
-            tile_ok = row_ok[:, None] & key_ok[None, :]
+            # rows and keys past N read row / key N - 1 instead of a masked load: those rows are never
+            # stored and those keys are replaced by NEG_SCORE below
+            rows_in = tl.minimum(offs_m, N - 1)[:, None]
+            keys_in = tl.minimum(keys, N - 1)[None, :]
             b = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
             if HAS_BIAS:
-                b_ptrs = BIAS + h * stride_bh + offs_m[:, None] * stride_bn + keys[None, :] * stride_bk
-                b += tl.load(b_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
+                b += tl.load(BIAS + h * stride_bh + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
             if HAS_MASK:
                 w = z % NUM_WINDOWS
-                mk_ptrs = MASK + w * stride_mw + offs_m[:, None] * stride_mn + keys[None, :] * stride_mk
-                b += tl.load(mk_ptrs, mask=tile_ok, other=0.0).to(tl.float32)
+                b += tl.load(MASK + w * stride_mw + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
             t = b * inv_c
             t = tl.where(t == t, t, 0.0)
             t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)
-            s += _round_half_away(t)
+            s += _round_clamped(t)
         if start + BLOCK_N > N:  # only the last tile holds keys past N
             s = tl.where(key_ok[None, :], s, NEG_SCORE)
 
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         frac, whole = _exp2_split(tl.minimum(m_new[:, None] - s, exp_dlim), exp_mul, neg_mul_top)
         p = ((frac >> whole) + 1) >> 1
-        d_max = tl.minimum(m_new - m_i, exp_dlim)
-        frac_a, whole_a = _exp2_split(d_max, exp_mul, neg_mul_top)
-        alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
+        if start > 0:  # l and acc are still 0 in the first key tile: nothing to rescale (Swin: one tile)
+            d_max = tl.minimum(m_new - m_i, exp_dlim)
+            frac_a, whole_a = _exp2_split(d_max, exp_mul, neg_mul_top)
+            alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
+            l_i = _rescale(l_i, alpha)
+            acc = _rescale(acc, alpha[:, None])
 
         v_ptrs = v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
         v = _quantize(tl.load(v_ptrs, mask=(keys < N_V)[:, None] & dim_ok[None, :], other=0), inv_v)
@@ -187,8 +192,8 @@ def qflash_fwd_kernel(
         pv = tl.dot((p >> 7).to(tl.int8), v, out_dtype=tl.int32) * 128
         pv += tl.dot((p & 127).to(tl.int8), v, out_dtype=tl.int32)
 
-        l_i = _rescale(l_i, alpha) + tl.sum(p, axis=1)
-        acc = _rescale(acc, alpha[:, None]) + pv.to(acc.dtype)
+        l_i += tl.sum(p, axis=1)
+        acc += pv.to(acc.dtype)
         m_i = m_new
 
     l_wide = l_i.to(tl.int64)

@@ -23,8 +23,10 @@ EXP_MUL_MAX = (1 << EXP_SHIFT) - 1
 # exp_dlim saturates the exponent just below EXP_SATURATE doublings: every shift stays <= 20 and
 # every probability past it is 0.
 EXP_SATURATE = 21
-# Integer bias (score units) is saturated here so that score + bias always fits in int32.
-BIAS_INT_LIMIT = float(1 << 24)
+# Integer bias (score units) is saturated here: score + bias fits in int32, and the kernel rounds every
+# |t| <= 2**22 exactly by adding ROUND_MAGIC in float32 (ties to even, as torch.round).
+BIAS_INT_LIMIT = float(1 << 22)
+ROUND_MAGIC = 1.5 * 2.0**23
 # The output is acc / l with OUT_FRAC_BITS fractional bits before the final float scale.
 OUT_FRAC_BITS = 8
 
@@ -142,30 +144,19 @@ def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> Att
     )
 
 
-def round_half_away(t: torch.Tensor) -> torch.Tensor:
-    """Round float32 to int32, ties away from zero, the way the kernel does it.
-
-    Written as truncation plus two comparisons, never as floor(t + 0.5): a multiply feeding an add
-    may be fused into an FMA on the GPU, a comparison never is.
-    """
-    r = t.to(torch.int32)
-    rf = r.to(torch.float32)
-    return r + (t >= rf + 0.5).to(torch.int32) - (t <= rf - 0.5).to(torch.int32)
-
-
 def quantize_int8(x: torch.Tensor, inv_scale: torch.Tensor) -> torch.Tensor:
-    """x (Z, ...) float -> int32 values in [-127, 127]: round(clamp(x * inv_scale[z])). NaN -> 0."""
+    """x (Z, ...) float -> int32 values in [-127, 127]: round(clamp(x * inv_scale[z])), ties to even. NaN -> 0."""
     shape = (-1,) + (1,) * (x.dim() - 1)
     t = x.float() * inv_scale.view(shape)
     t = torch.where(t == t, t, torch.zeros_like(t)).clamp(-QMAX, QMAX)
-    return round_half_away(t)
+    return torch.round(t).to(torch.int32)
 
 
 def bias_to_score_units(bias: torch.Tensor, inv_c: torch.Tensor) -> torch.Tensor:
-    """Additive logit bias (fp32, broadcast to (Z, H, N, N)) -> integer score units round(b / c)."""
+    """Additive logit bias (fp32, broadcast to (Z, H, N, N)) -> integer score units round(b / c), ties to even."""
     t = bias.float() * inv_c.view(-1, 1, 1, 1)
     t = torch.where(t == t, t, torch.zeros_like(t)).clamp(-BIAS_INT_LIMIT, BIAS_INT_LIMIT)
-    return round_half_away(t)
+    return torch.round(t).to(torch.int32)
 
 
 def window_mask_per_z(mask: torch.Tensor, z: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .quant import QMAX, AttentionScales, quantize_int8, round_half_away, window_mask_per_z
+from .quant import QMAX, AttentionScales, quantize_int8, window_mask_per_z
 
 SHIFTMAX_N = 15
 DEFAULT_OUTPUT_BITS = 16
@@ -69,7 +69,7 @@ def ivit_attention_int(
     else:
         amax = amax.view(z // group, group).amax(dim=1).repeat_interleave(group)
     s_score = torch.where(amax > 0, amax, torch.ones_like(amax)) / QMAX
-    scores8 = round_half_away((scores / s_score.view(col)).float().clamp(-QMAX, QMAX)).long()
+    scores8 = torch.round((scores / s_score.view(col)).float().clamp(-QMAX, QMAX)).long()
     probs = shiftmax(scores8, s_score.view(col), output_bits)
     out = (probs.double() @ vi) * (scales.s_v.double() / 2.0 ** (output_bits - 1)).view(col)
     nan_rows = torch.isnan(scales.out_scale).view(col)

@@ -157,6 +157,35 @@ def test_one_pass_quantization_matches_the_reference_rounding(rng, device, n, d,
     assert (padded[:, :, n:] == 0).all()
 
 
+def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rng, device):
+    """Scale 1 makes x.5 inputs exact ties: the reference (torch.round) and the kernel's magic-number
+    rounding must both send them to the even neighbour, on load and in the quantize pass."""
+    from qflash_kernels.qflash_triton import launch_qflash
+    from qflash_kernels.quant import BIAS_INT_LIMIT, bias_to_score_units
+    from qflash_kernels.quantize_triton import quantize_qkv
+
+    ties = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 125.5, 126.5, 127.5, 300.0, -300.0, 3.0])
+    assert quantize_int8(ties.view(1, -1), torch.ones(1)).view(-1).tolist() == [
+        -2, -2, 0, 0, 2, 2, 126, 126, 127, 127, -127, 3]
+    n, d = 40, 16
+    q, k, v = (ties[torch.randint(0, len(ties), (2, 2, n, d), generator=rng)].half().to(device) for _ in range(3))
+    scales = compute_scales(q, k, v, "static", static_scales=(1.0, 1.0, 1.0))
+    q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
+    for got, x in zip((q8, k8, v8), (q, k, v)):
+        assert torch.equal(got.to(torch.int32), quantize_int8(x, scales.inv_q))
+
+    # bias in score units: inv_c = sqrt(16) / (1 * 1) = 4, so odd multiples of 1/8 are ties
+    bias = (torch.randint(-40, 40, (2, n, n), generator=rng) * 2 + 1).float() / 8
+    bias[0, :4, :4] = 1e7  # saturates at BIAS_INT_LIMIT
+    units = bias_to_score_units(bias.to(device), scales.inv_c[:1])
+    assert torch.equal(units.view(2, n, n).cpu().double(), torch.round(bias.double() * 4).clamp(-BIAS_INT_LIMIT, BIAS_INT_LIMIT))
+    on_load, prequantized = torch.empty_like(q), torch.empty_like(q)
+    launch_qflash(q, k, v, on_load, scales, bias.to(device))
+    launch_qflash(q8, k8, v8, prequantized, scales, bias.to(device), v_rows=v_rows)
+    ref = qflash_reference(q, k, v, scales, bias.to(device))
+    assert torch.equal(on_load, ref) and torch.equal(prequantized, ref)
+
+
 def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
     from qflash_kernels.qflash_triton import launch_qflash
     from qflash_kernels.quantize_triton import quantize_qkv
