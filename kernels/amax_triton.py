@@ -112,7 +112,9 @@ def fused_scales(q, k, v, granularity: str, group: int) -> "quant.AttentionScale
         amax, _head_constants(d, q.device), f32, i32, z, z // group_div, group_div, BLOCK=block,
         num_warps=4, enable_fp_fusion=False,
     )
+    inv_q, inv_k, inv_v, s_q, s_k, s_v, inv_c, out_scale = f32.unbind(0)  # one host call for 8 views
+    exp_mul, exp_dlim = i32.unbind(0)
     return quant.AttentionScales(
-        inv_q=f32[0], inv_k=f32[1], inv_v=f32[2], s_q=f32[3], s_k=f32[4], s_v=f32[5],
-        exp_mul=i32[0], exp_dlim=i32[1], inv_c=f32[6], out_scale=f32[7], granularity=granularity,
+        inv_q=inv_q, inv_k=inv_k, inv_v=inv_v, s_q=s_q, s_k=s_k, s_v=s_v,
+        exp_mul=exp_mul, exp_dlim=exp_dlim, inv_c=inv_c, out_scale=out_scale, granularity=granularity,
     )

@@ -91,7 +91,8 @@ def _to_output_dtype(x, dtype: tl.constexpr):
 # BLOCK_M 64, one warpgroup, K/V double-buffered: the fastest launch shape on every paper workload
 # (A1-A7 at batch 8-256, int8 and float inputs, with and without bias: measured on the H100, every
 # config in one process, 2026-11-22) and never more than 10 % off the best. Short kernels made the
-# autotuner's own timing pick configs up to 2x slower, so head dims <= 64 always use this one.
+# autotuner's own timing pick configs up to 2x slower, so head dims <= 64 always use this one, launched
+# without the autotuner (whose per-call bookkeeping is host time on launch-bound calls).
 FIXED_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=2)
 
 
@@ -109,14 +110,15 @@ def _launch_configs() -> list:
     ]
 
 
+def _uses_fixed_config(head_dim: int, wide_acc: bool) -> bool:
+    # D = 128 and long sequences (int64 accumulators) are autotuned
+    return head_dim <= 64 and not wide_acc
+
+
 def _prune_configs(configs, named_args, **kwargs):
-    head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
-    if head_dim <= 64 and not kwargs.get("WIDE_ACC", named_args.get("WIDE_ACC")):
-        return [c for c in configs if c is FIXED_CONFIG]
-    # D = 128 and long sequences (int64 accumulators) are tuned. triton 3.6 on the H100 returned wrong
-    # results for BLOCK_M=64 with 8 warps at D=128 (found by tests/test_qflash_kernel.py and a config
-    # sweep on the GPU); never offer it.
-    if head_dim == 128:
+    # triton 3.6 on the H100 returned wrong results for BLOCK_M=64 with 8 warps at D=128 (found by
+    # tests/test_qflash_kernel.py and a config sweep on the GPU); never offer it.
+    if named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM")) == 128:
         configs = [c for c in configs if not (c.kwargs["BLOCK_M"] == 64 and c.num_warps == 8)]
     return configs
 
@@ -238,13 +240,17 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_rows=None):
     def grid(meta):
         return (z * h, triton.cdiv(n, meta["BLOCK_M"]))
 
-    qflash_fwd_kernel[grid](
+    wide_acc = n > INT32_ACC_MAX_N
+    kernel, launch_options = qflash_fwd_kernel, {}
+    if _uses_fixed_config(d, wide_acc):  # straight to the jit function: no autotuner on the host path
+        kernel, launch_options = qflash_fwd_kernel.fn, FIXED_CONFIG.all_kwargs()
+    kernel[grid](
         q, k, v, out,
         scales.inv_q, scales.inv_k, scales.inv_v, scales.exp_mul, scales.exp_dlim, scales.inv_c,
         scales.out_scale, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
         h, n, v_rows, windows, grid_class,
         HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE,
-        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=n > INT32_ACC_MAX_N,
+        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc, **launch_options,
     )
     return out
