@@ -52,12 +52,15 @@ def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
                  HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     which, _, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     offs_d = tl.arange(0, BLOCK_D)
-    # |x| and max are exact in x's own dtype: no widening, half the registers for 16-bit inputs
-    best = tl.zeros([BLOCK_N, BLOCK_D], dtype=Q.dtype.element_ty)
+    # |x| and max are exact in any float dtype: fp16 stays fp16 (half the registers), others use float32
+    if Q.dtype.element_ty == tl.float16:
+        best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float16)
+    else:
+        best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     for start in range(0, N, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-        a = tl.abs(tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0))
+        a = tl.abs(tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)).to(best.dtype)
         best = tl.maximum(best, tl.where(a == a, a, float("inf")))
     m = tl.max(tl.max(best, axis=1), axis=0).to(tl.float32)
     tl.atomic_max(OUT + which * SLOTS + z // GROUP_DIV, m.to(tl.int32, bitcast=True))

@@ -106,8 +106,9 @@ def test_int8_inputs_match_the_float_path(rng, device):
     assert torch.equal(from_int8, from_float.half())
 
 
-def test_amax_kernel_matches_torch(rng, device):
-    q, k, v = random_qkv(rng, 3, 2, 70, 32, device=device)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_amax_kernel_matches_torch(rng, device, dtype):
+    q, k, v = random_qkv(rng, 3, 2, 70, 32, dtype=dtype, device=device)
     v[1, 0, 5, 5] = float("nan")
     got = amax_per_z(q, k, v)
     want = torch.stack([t.abs().amax(dim=(1, 2, 3)).float() for t in (q, k, v)])
