@@ -131,9 +131,10 @@ def bench_workload(name: str, batch: int) -> list[dict]:
 
 
 def compile_counts() -> dict:
-    """Compiled kernel variants for fresh (N, D): first over batches 1 and 256 (autotuning both grid
-    classes), then how many more batch sizes 3, 7, 64, 100, 512 add (0 means no per-batch compiles)."""
-    from qflash_kernels.qflash_triton import qflash_fwd_kernel
+    """Compiled kernel variants for fresh (N, D): first over batches 1 and 256, then how many more batch
+    sizes 3, 7, 64, 100, 512 add (0 means no per-batch compiles), and how many launch configs (N, D) may
+    choose from (1: the fixed config, no autotuning)."""
+    from qflash_kernels.qflash_triton import INT32_ACC_MAX_N, _uses_fixed_config, qflash_fwd_kernel
 
     jit = qflash_fwd_kernel.fn
 
@@ -152,9 +153,10 @@ def compile_counts() -> dict:
         first = compiled()
         for batch in (3, 7, 64, 100, 512):
             call(batch, n, d, h)
-        counts[f"N={n},D={d}"] = {"compiled_tuning_batch_1_and_256": first - before,
+        counts[f"N={n},D={d}"] = {"compiled_for_batch_1_and_256": first - before,
                                   "added_by_batches_3_7_64_100_512": compiled() - first,
-                                  "autotune_configs": len(qflash_fwd_kernel.configs)}
+                                  "launch_configs": 1 if _uses_fixed_config(d, n > INT32_ACC_MAX_N)
+                                  else len(qflash_fwd_kernel.configs)}
     return counts
 
 
