@@ -1,11 +1,10 @@
-"""Per-call scales on CUDA in one launch: max|x| of Q, K, V, then every integer constant.
+"""Per-call scales on CUDA in two launches: max|x| of Q, K, V, then every integer constant.
 
-`_amax_kernel` reduces each (z, h) slice and folds it into slot z // group_div with an atomic max on the
-float bits (non-negative floats order like their int32 bits); non-finite values count as +inf. Each
-program then counts itself done on its slot (acq_rel atomics); the last one of a slot computes the
-slot's constants: what quant.scales_from_amax computes with torch, with the same IEEE operations in the
-same order (divisions correctly rounded, no FMA contraction), so both paths give identical bits
-(checked on the GPU by tests/test_qflash_kernel.py).
+`amax_per_z` reduces each (z, h) slice and folds it into slot z // group_div with an atomic max on the
+float bits (non-negative floats order like their int32 bits); non-finite values count as +inf.
+`constants_kernel` computes what quant.scales_from_amax computes with torch, with the same IEEE
+operations in the same order (divisions correctly rounded, no FMA contraction), so both paths give
+identical bits (checked on the GPU by tests/test_qflash_kernel.py).
 """
 from __future__ import annotations
 
@@ -48,10 +47,9 @@ def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, s
 
 
 @triton.jit
-def _amax_kernel(Q, K, V, AMAX, DONE, CONST64, F32, I32, Z, H, N, SLOTS, GROUP_DIV,
+def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
                  sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
-                 HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                 WRITE_CONSTANTS: tl.constexpr, BLOCK_Z: tl.constexpr):
+                 HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     which, _, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     offs_d = tl.arange(0, BLOCK_D)
     # |x| and max are exact in any float dtype: fp16 stays fp16 (half the registers), others use float32
@@ -65,26 +63,19 @@ def _amax_kernel(Q, K, V, AMAX, DONE, CONST64, F32, I32, Z, H, N, SLOTS, GROUP_D
         a = tl.abs(tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)).to(best.dtype)
         best = tl.maximum(best, tl.where(a == a, a, float("inf")))
     m = tl.max(tl.max(best, axis=1), axis=0).to(tl.float32)
-    slot = z // GROUP_DIV
-    tl.atomic_max(AMAX + which * SLOTS + slot, m.to(tl.int32, bitcast=True))
-    if WRITE_CONSTANTS:
-        # the atomics are acq_rel: the program that counts last sees every other program's max
-        if tl.atomic_add(DONE + slot, 1) == GROUP_DIV * H * 3 - 1:
-            for z0 in range(slot * GROUP_DIV, (slot + 1) * GROUP_DIV, BLOCK_Z):
-                _write_constants(AMAX, CONST64, F32, I32, Z, SLOTS, slot, z0 + tl.arange(0, BLOCK_Z),
-                                 (slot + 1) * GROUP_DIV)
+    tl.atomic_max(OUT + which * SLOTS + z // GROUP_DIV, m.to(tl.int32, bitcast=True))
 
 
 @triton.jit
-def _write_constants(AMAX, CONST64, F32, I32, Z, SLOTS, slot, z, z_end):
-    ok = z < z_end
+def _constants_kernel(AMAX, CONST64, F32, I32, Z, SLOTS, GROUP_DIV, BLOCK: tl.constexpr):
+    z = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = z < Z
+    slot = z // GROUP_DIV
     exp_k = tl.load(CONST64)  # log2(e) * 2**EXP_SHIFT / sqrt(D), float64
     sqrt_d = tl.load(CONST64 + 1).to(tl.float32)
     all_finite = ok
     for i in tl.static_range(3):
-        # read through the atomic unit, where the maxima were made (adding 0 changes nothing)
-        bits = tl.atomic_add(AMAX + i * SLOTS + slot + 0 * z, 0, mask=ok)
-        a = bits.to(tl.float32, bitcast=True)
+        a = tl.load(AMAX + i * SLOTS + slot, mask=ok, other=0).to(tl.float32, bitcast=True)
         finite = a < float("inf")
         a_eff = tl.where(finite & (a > 0), a, 1.0)
         tl.store(F32 + i * Z + z, tl.where(finite, tl.math.div_rn(QMAX_F, a_eff), 0.0), mask=ok)
@@ -96,32 +87,20 @@ def _write_constants(AMAX, CONST64, F32, I32, Z, SLOTS, slot, z, z_end):
     c = s_q.to(tl.float64) * s_k.to(tl.float64)
     exp_mul = tl.minimum(tl.maximum(tl.floor(c * exp_k + 0.5), 1.0), EXP_MUL_MAX).to(tl.int64)
     tl.store(I32 + z, exp_mul.to(tl.int32), mask=ok)
-    dlim = tl.full(z.shape, EXP_DLIM_NUM, tl.int64) // exp_mul
+    dlim = tl.full([BLOCK], EXP_DLIM_NUM, tl.int64) // exp_mul
     tl.store(I32 + Z + z, dlim.to(tl.int32), mask=ok)
     tl.store(F32 + 6 * Z + z, tl.math.div_rn(sqrt_d, s_q * s_k), mask=ok)
     tl.store(F32 + 7 * Z + z, tl.where(all_finite, s_v * OUT_STEP, float("nan")), mask=ok)
 
 
-def _launch_amax(q, k, v, group_div, out_i32, rows_per_step, num_warps, constants=None):
-    """One launch over a (Z * H, 3) grid; with constants = (const64, f32, i32) the last program of each
-    slot also writes that slot's constants (out_i32 then has a 4th row: the slots' done counters)."""
-    z, h, n, d = q.shape
-    slots = z // group_div
-    block_n = max(16, min(rows_per_step, triton.next_power_of_2(n)))
-    const64, f32, i32 = constants if constants is not None else (out_i32, out_i32, out_i32)
-    _amax_kernel[(z * h, 3)](
-        q, k, v, out_i32, out_i32[3:], const64, f32, i32, z, h, n, slots, group_div,
-        *q.stride(), *k.stride(), *v.stride(),
-        HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d),
-        WRITE_CONSTANTS=constants is not None, BLOCK_Z=min(256, triton.next_power_of_2(group_div)),
-        num_warps=num_warps, enable_fp_fusion=False,
-    )
-
-
 def amax_per_z(q, k, v, group_div: int = 1, rows_per_step: int = AMAX_ROWS, num_warps: int = AMAX_WARPS) -> torch.Tensor:
     """(3, Z // group_div) float32 max|x| of q, k, v over each group of group_div consecutive z."""
-    out = torch.zeros((3, q.shape[0] // group_div), dtype=torch.int32, device=q.device)
-    _launch_amax(q, k, v, group_div, out, rows_per_step, num_warps)
+    z, h, n, d = q.shape
+    slots = z // group_div
+    out = torch.zeros((3, slots), dtype=torch.int32, device=q.device)
+    block_n = max(16, min(rows_per_step, triton.next_power_of_2(n)))
+    _amax_kernel[(z * h, 3)](q, k, v, out, h, n, slots, group_div, *q.stride(), *k.stride(), *v.stride(),
+                             HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), num_warps=num_warps)
     return out.view(torch.float32)
 
 
@@ -134,10 +113,14 @@ def _head_constants(head_dim: int, device: torch.device) -> torch.Tensor:
 def fused_scales(q, k, v, granularity: str, group: int) -> "quant.AttentionScales":
     z, _, _, d = q.shape
     group_div = z if granularity == "batch" else group
-    amax_and_done = torch.zeros((4, z // group_div), dtype=torch.int32, device=q.device)
+    amax = amax_per_z(q, k, v, group_div)
     f32 = torch.empty((8, z), dtype=torch.float32, device=q.device)
     i32 = torch.empty((2, z), dtype=torch.int32, device=q.device)
-    _launch_amax(q, k, v, group_div, amax_and_done, AMAX_ROWS, AMAX_WARPS, (_head_constants(d, q.device), f32, i32))
+    block = min(1024, triton.next_power_of_2(z))
+    _constants_kernel[(triton.cdiv(z, block),)](
+        amax, _head_constants(d, q.device), f32, i32, z, z // group_div, group_div, BLOCK=block,
+        num_warps=4, enable_fp_fusion=False,
+    )
     inv_q, inv_k, inv_v, s_q, s_k, s_v, inv_c, out_scale = f32.unbind(0)  # one host call for 8 views
     exp_mul, exp_dlim = i32.unbind(0)
     return quant.AttentionScales(

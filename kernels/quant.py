@@ -122,7 +122,7 @@ def compute_scales(
 def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> AttentionScales:
     """All integer constants from a (3, Z) float32 amax of q, k, v.
 
-    The CUDA path (amax_triton._write_constants) performs the same IEEE operations in the same order.
+    The CUDA path (amax_triton._constants_kernel) performs the same IEEE operations in the same order.
     exp_mul = floor(s_q s_k log2(e) 2**26 / sqrt(D) + 0.5) in float64; inv_c = sqrt(D) / (s_q s_k) in float32.
     """
     exp_k, sqrt_d = head_constants(head_dim)
