@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -85,7 +86,21 @@ def provenance(device_name: str, world_size: int) -> dict:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     versions["python"] = platform.python_version()
-    return {"device": device_name, "processes": world_size, "versions": versions, "commit": git_commit()}
+    root = pathlib.Path(__file__).resolve().parents[1]
+    return {"device": device_name, "processes": world_size, "versions": versions, "commit": git_commit(),
+            "source_sha256": source_fingerprint(root)}
+
+
+SOURCE_GLOBS = ("kernels/*.py", "qflash_eval/*.py", "eval.py", "configs/*.toml")
+
+
+def source_fingerprint(root: pathlib.Path) -> str:
+    """SHA-256 (16 hex digits) over the code that produces results: identifies it where git cannot (a
+    copy of a working tree, an uncommitted change)."""
+    digest = hashlib.sha256()
+    for path in sorted({p for pattern in SOURCE_GLOBS for p in root.glob(pattern)}):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def git_commit() -> Optional[str]:

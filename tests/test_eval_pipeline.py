@@ -1,5 +1,6 @@
 """Model wrapping, the evaluation loop, reports and the command line (random weights: shapes only)."""
 import json
+import pathlib
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from qflash_eval.attention_swap import (
 )
 from qflash_eval.cli import main, parse_modes
 from qflash_eval.evaluate import ModeModel, evaluate
+from qflash_eval.report import source_fingerprint
 
 
 def tiny_vit(**kw):
@@ -226,8 +228,24 @@ def test_cli_end_to_end_on_a_tiny_folder_and_compare(tmp_path, capsys):
     assert report["results"]["qflash"]["count"] == 5 and report["results"]["qflash"]["dtype"] == "float32"
     assert report["results"]["qflash"]["attention_modules_replaced"] == 12
     assert report["weights_sha256"] and report["provenance"]["versions"]["torch"]
+    assert report["provenance"]["source_sha256"] == source_fingerprint(pathlib.Path(__file__).resolve().parents[1])
     assert out.with_suffix(".csv").is_file() and out.with_suffix(".md").is_file()
     capsys.readouterr()
     assert main(["compare", str(out), str(out)]) == 0
     table = capsys.readouterr().out
     assert table.count("| a | deit_tiny | qflash |") == 2
+
+
+def test_source_fingerprint_follows_the_code(tmp_path):
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "configs").mkdir()
+    kernel = tmp_path / "kernels" / "k.py"
+    kernel.write_text("x = 1\n")
+    (tmp_path / "configs" / "models.toml").write_text("[a]\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = source_fingerprint(tmp_path)
+    assert len(first) == 16 and int(first, 16) >= 0
+    (tmp_path / "notes.txt").write_text("still not code")
+    assert source_fingerprint(tmp_path) == first
+    kernel.write_text("x = 2\n")
+    assert source_fingerprint(tmp_path) != first
