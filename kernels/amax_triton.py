@@ -93,14 +93,14 @@ def _constants_kernel(AMAX, CONST64, F32, I32, Z, SLOTS, GROUP_DIV, BLOCK: tl.co
     tl.store(F32 + 7 * Z + z, tl.where(all_finite, s_v * OUT_STEP, float("nan")), mask=ok)
 
 
-def amax_per_z(q, k, v, group_div: int = 1, rows_per_step: int = AMAX_ROWS, num_warps: int = AMAX_WARPS) -> torch.Tensor:
+def amax_per_z(q, k, v, group_div: int = 1) -> torch.Tensor:
     """(3, Z // group_div) float32 max|x| of q, k, v over each group of group_div consecutive z."""
     z, h, n, d = q.shape
     slots = z // group_div
     out = torch.zeros((3, slots), dtype=torch.int32, device=q.device)
-    block_n = max(16, min(rows_per_step, triton.next_power_of_2(n)))
+    block_n = max(16, min(AMAX_ROWS, triton.next_power_of_2(n)))
     _amax_kernel[(z * h, 3)](q, k, v, out, h, n, slots, group_div, *q.stride(), *k.stride(), *v.stride(),
-                             HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), num_warps=num_warps)
+                             HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), num_warps=AMAX_WARPS)
     return out.view(torch.float32)
 
 

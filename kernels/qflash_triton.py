@@ -9,6 +9,7 @@ newer releases and the interpreter (TRITON_INTERPRET=1, read when this module is
 from __future__ import annotations
 
 import os
+import struct
 
 import triton
 import triton.language as tl
@@ -30,7 +31,7 @@ BIAS_INT_LIMIT = tl.constexpr(quant.BIAS_INT_LIMIT)
 NEG_BIAS_INT_LIMIT = tl.constexpr(-quant.BIAS_INT_LIMIT)
 NEG_QMAX = tl.constexpr(-float(quant.QMAX))
 ROUND_MAGIC = tl.constexpr(quant.ROUND_MAGIC)
-ROUND_MAGIC_BITS = tl.constexpr(0x4B400000)  # the float32 bits of ROUND_MAGIC
+ROUND_MAGIC_BITS = tl.constexpr(struct.unpack("<i", struct.pack("<f", quant.ROUND_MAGIC))[0])
 EXP_ONE_BITS = tl.constexpr(ref.EXP_ONE_BITS)
 RECIP_ONE = tl.constexpr(1 << ref.RECIP_BITS)
 NORM_SHIFT = tl.constexpr(ref.RECIP_BITS - quant.OUT_FRAC_BITS)

@@ -172,8 +172,8 @@ def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rn
     q, k, v = (ties[torch.randint(0, len(ties), (2, 2, n, d), generator=rng)].half().to(device) for _ in range(3))
     scales = compute_scales(q, k, v, "static", static_scales=(1.0, 1.0, 1.0))
     q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
-    for got, x in zip((q8, k8, v8), (q, k, v)):
-        assert torch.equal(got.to(torch.int32), quantize_int8(x, scales.inv_q))
+    for got, x, inv in zip((q8, k8, v8), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
+        assert torch.equal(got.to(torch.int32), quantize_int8(x, inv))
 
     # bias in score units: inv_c = sqrt(16) / (1 * 1) = 4, so odd multiples of 1/8 are ties
     bias = (torch.randint(-40, 40, (2, n, n), generator=rng) * 2 + 1).float() / 8
