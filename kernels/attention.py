@@ -65,12 +65,19 @@ def qflash_attention(
     from .qflash_triton import launch_qflash  # imported late: TRITON_INTERPRET is read at import
     from .quantize_triton import quantize_qkv
 
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    out = _empty_output(q.shape, q.dtype, q.device)
     v_rows = None
     if q.shape[2] > PREQUANTIZE_ABOVE_N:
         # several query blocks per head would each quantize every K/V tile again: quantize once instead
         q, k, v, v_rows = quantize_qkv(q, k, v, scales)
     return launch_qflash(q, k, v, out, scales, bias, mask, v_rows=v_rows)
+
+
+def _empty_output(shape, dtype, device) -> torch.Tensor:
+    """A (Z, H, N, D) view of (Z, N, H, D) storage, as PyTorch's flash SDPA returns: the caller's
+    `out.transpose(1, 2).reshape(Z, N, H * D)` (timm's next step) is then a view, not a copy."""
+    z, h, n, d = shape
+    return torch.empty((z, n, h, d), dtype=dtype, device=device).transpose(1, 2)
 
 
 def qflash_attention_int8(
@@ -91,7 +98,7 @@ def qflash_attention_int8(
         return qflash_reference(q8, k8, v8, int_scales, bias, mask)
     from .qflash_triton import launch_qflash
 
-    out = torch.empty(q8.shape, dtype=torch.float16, device=q8.device)
+    out = _empty_output(q8.shape, torch.float16, q8.device)
     return launch_qflash(q8, k8, v8, out, int_scales, bias, mask)
 
 

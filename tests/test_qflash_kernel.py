@@ -50,6 +50,25 @@ def test_bit_exact_for_whole_and_partial_key_tiles(rng, device, n, with_bias):
     assert torch.equal(out, ref)
 
 
+@pytest.mark.parametrize("n", [16, 17, 90, 209])  # a head's last rows in a 16- or 32-row block, full or not
+def test_bit_exact_for_query_tail_blocks(rng, device, n):
+    from qflash_kernels.qflash_triton import tail_rows
+
+    assert tail_rows(n) in (16, 32)
+    q, k, v = random_qkv(rng, 2, 3, n, 64, device=device)
+    out, ref = kernel_and_reference(q, k, v, "sample")
+    assert torch.equal(out, ref)
+
+
+def test_output_storage_makes_timms_reshape_a_view(rng, device):
+    # timm's next step after attention is out.transpose(1, 2).reshape(B, N, C): no copy with this layout
+    q, k, v = random_qkv(rng, 2, 3, 50, 32, device=device)
+    out = qflash_attention(q, k, v, backend="triton")
+    merged = out.transpose(1, 2).reshape(2, 50, 3 * 32)
+    assert merged.data_ptr() == out.data_ptr()
+    assert torch.equal(merged.view(2, 50, 3, 32).transpose(1, 2), out)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("d", [16, 128])
 def test_bit_exact_dtypes_and_head_dims(rng, device, dtype, d):
