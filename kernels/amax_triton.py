@@ -47,23 +47,42 @@ def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, s
 
 
 @triton.jit
-def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
-                 sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
-                 HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    which, _, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
-    offs_d = tl.arange(0, BLOCK_D)
+def abs_max_init(X, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     # |x| and max are exact in any float dtype: fp16 stays fp16 (half the registers), others use float32
-    if Q.dtype.element_ty == tl.float16:
+    if X.dtype.element_ty == tl.float16:
         best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float16)
     else:
         best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    return best
+
+
+@triton.jit
+def abs_max_update(best, base, sn, sd, N, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Elementwise running max of |x| over the N rows of one head; NaN counts as +inf."""
+    offs_d = tl.arange(0, BLOCK_D)
     for start in range(0, N, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
         a = tl.abs(tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)).to(best.dtype)
         best = tl.maximum(best, tl.where(a == a, a, float("inf")))
+    return best
+
+
+@triton.jit
+def _amax_kernel(Q, K, V, OUT, H, N, SLOTS, GROUP_DIV,
+                 sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
+                 HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    which, _, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
+    best = abs_max_update(abs_max_init(Q, BLOCK_N, BLOCK_D), base, sn, sd, N, HEAD_DIM, BLOCK_N, BLOCK_D)
     m = tl.max(tl.max(best, axis=1), axis=0).to(tl.float32)
     tl.atomic_max(OUT + which * SLOTS + z // GROUP_DIV, m.to(tl.int32, bitcast=True))
+
+
+@triton.jit
+def inverse_scale(amax):
+    """127 / amax (correctly rounded, as torch divides): 127 for an all-zero tensor, 0 for inf or NaN."""
+    finite = amax < float("inf")
+    return tl.where(finite, tl.math.div_rn(QMAX_F, tl.where(finite & (amax > 0), amax, 1.0)), 0.0)
 
 
 @triton.jit
@@ -78,7 +97,7 @@ def _constants_kernel(AMAX, CONST64, F32, I32, Z, SLOTS, GROUP_DIV, BLOCK: tl.co
         a = tl.load(AMAX + i * SLOTS + slot, mask=ok, other=0).to(tl.float32, bitcast=True)
         finite = a < float("inf")
         a_eff = tl.where(finite & (a > 0), a, 1.0)
-        tl.store(F32 + i * Z + z, tl.where(finite, tl.math.div_rn(QMAX_F, a_eff), 0.0), mask=ok)
+        tl.store(F32 + i * Z + z, inverse_scale(a), mask=ok)
         tl.store(F32 + (3 + i) * Z + z, tl.math.div_rn(a_eff, QMAX_F), mask=ok)
         all_finite = all_finite & finite
     s_q = tl.load(F32 + 3 * Z + z, mask=ok, other=1.0)
@@ -111,14 +130,19 @@ def _head_constants(head_dim: int, device: torch.device) -> torch.Tensor:
 
 
 def fused_scales(q, k, v, granularity: str, group: int) -> "quant.AttentionScales":
-    z, _, _, d = q.shape
+    z = q.shape[0]
     group_div = z if granularity == "batch" else group
-    amax = amax_per_z(q, k, v, group_div)
-    f32 = torch.empty((8, z), dtype=torch.float32, device=q.device)
-    i32 = torch.empty((2, z), dtype=torch.int32, device=q.device)
+    return scales_from_amax_bits(amax_per_z(q, k, v, group_div), z, q.shape[3], group_div, granularity)
+
+
+def scales_from_amax_bits(amax: torch.Tensor, z: int, head_dim: int, group_div: int,
+                          granularity: str) -> "quant.AttentionScales":
+    """Every constant from a (3, Z // group_div) float32 amax, in one launch."""
+    f32 = torch.empty((8, z), dtype=torch.float32, device=amax.device)
+    i32 = torch.empty((2, z), dtype=torch.int32, device=amax.device)
     block = min(1024, triton.next_power_of_2(z))
     _constants_kernel[(triton.cdiv(z, block),)](
-        amax, _head_constants(d, q.device), f32, i32, z, z // group_div, group_div, BLOCK=block,
+        amax, _head_constants(head_dim, amax.device), f32, i32, z, z // group_div, group_div, BLOCK=block,
         num_warps=4, enable_fp_fusion=False,
     )
     inv_q, inv_k, inv_v, s_q, s_k, s_v, inv_c, out_scale = f32.unbind(0)  # one host call for 8 views

@@ -177,6 +177,39 @@ def test_one_pass_quantization_matches_the_reference_rounding(rng, device, n, d,
     assert (padded[:, :, n:] == 0).all()
 
 
+@pytest.mark.parametrize("n, d, dtype", [(197, 64, torch.float16), (70, 32, torch.float32)])
+def test_one_launch_amax_and_int8_equal_the_separate_launches(rng, device, n, d, dtype):
+    from qflash_kernels.quantize_triton import quantize_qkv, scales_and_int8_qkv
+
+    q, k, v = random_qkv(rng, 4, 3, n, d, dtype=dtype, device=device)
+    k[1] = 0.0
+    q[2] *= 1e-3
+    v[3, 2, n - 1, d - 1] = float("nan")
+    scales, int8 = scales_and_int8_qkv(q, k, v)
+    want_scales = fused_scales(q, k, v, "sample", 1)
+    for field in ("inv_q", "inv_k", "inv_v", "s_q", "s_k", "s_v", "exp_mul", "exp_dlim", "inv_c", "out_scale"):
+        assert torch.equal(getattr(scales, field).nan_to_num(), getattr(want_scales, field).nan_to_num()), field
+    assert scales.out_scale[3].isnan() and not scales.out_scale[:3].isnan().any()
+    want_int8 = quantize_qkv(q, k, v, want_scales)
+    for got, want in zip(int8[:3], want_int8[:3]):
+        assert got.shape == want.shape and got.stride() == want.stride() and torch.equal(got, want)
+    assert int8[3] == want_int8[3]
+    padded = torch.as_strided(int8[2], (4, 3, int8[3], d), int8[2].stride())
+    assert (padded[:, :, n:] == 0).all()
+
+
+def test_op_through_the_one_launch_quantization_is_bit_exact(rng, device, monkeypatch):
+    import qflash_kernels.attention as attention
+
+    monkeypatch.setattr(attention, "_one_pass_pays", lambda q: True)  # small test batches, CPU too
+    q, k, v = random_qkv(rng, 3, 2, 100, 64, device=device)
+    from qflash_kernels.quantize_triton import scales_and_int8_qkv
+
+    out = qflash_attention(q, k, v, backend="triton")
+    # the scales the op used (on CPU the interpreter's division may differ from torch's by one ulp)
+    assert torch.equal(out, qflash_reference(q, k, v, scales_and_int8_qkv(q, k, v)[0]))
+
+
 def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rng, device):
     """Scale 1 makes x.5 inputs exact ties: the reference (torch.round) and the kernel's magic-number
     rounding must both send them to the even neighbour, on load and in the quantize pass."""
