@@ -127,8 +127,9 @@ def test_int8_inputs_match_the_float_path(rng, device):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_amax_kernel_matches_torch(rng, device, dtype):
-    q, k, v = random_qkv(rng, 3, 2, 70, 32, dtype=dtype, device=device)
+    q, k, v = random_qkv(rng, 3, 3, 70, 32, dtype=dtype, device=device)  # 9 heads: a program's second is missing
     v[1, 0, 5, 5] = float("nan")
+    q[2, 2, 69, 31] = 1e4  # in the very last head
     got = amax_per_z(q, k, v)
     want = torch.stack([t.abs().amax(dim=(1, 2, 3)).float() for t in (q, k, v)])
     finite = torch.isfinite(want)
