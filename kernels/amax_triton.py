@@ -33,20 +33,26 @@ AMAX_WARPS = 2
 
 
 @triton.jit
-def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
-    """For a grid (Z * H, 3): which tensor (0 = Q, 1 = K, 2 = V), the program's z * H + h and z, the
-    start of its head and that head's row and column strides."""
-    zh = tl.program_id(0)
-    which = tl.program_id(1)
-    z = zh // H
-    h = zh % H
+def tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
+    """Q (which = 0), K (1) or V (2): its pointer and its z, h, n, d strides."""
     if which == 0:
         base, sz, sh, sn, sd = Q, sqz, sqh, sqn, sqd
     elif which == 1:
         base, sz, sh, sn, sd = K, skz, skh, skn, skd
     else:
         base, sz, sh, sn, sd = V, svz, svh, svn, svd
-    return which, zh, z, base + z * sz + h * sh, sn, sd
+    return base, sz, sh, sn, sd
+
+
+@triton.jit
+def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
+    """For a grid (Z * H, 3): which tensor (0 = Q, 1 = K, 2 = V), the program's z * H + h and z, the
+    start of its head and that head's row and column strides."""
+    zh = tl.program_id(0)
+    which = tl.program_id(1)
+    z = zh // H
+    base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
+    return which, zh, z, base + z * sz + (zh % H) * sh, sn, sd
 
 
 @triton.jit
@@ -77,12 +83,7 @@ def _amax_kernel(Q, K, V, OUT, H, N, ZH, SLOTS, GROUP_DIV,
                  HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HEADS: tl.constexpr):
     # HEADS consecutive (z, h) heads per program, each folded into its slot with an atomic max
     which = tl.program_id(1)
-    if which == 0:
-        base, sz, sh, sn, sd = Q, sqz, sqh, sqn, sqd
-    elif which == 1:
-        base, sz, sh, sn, sd = K, skz, skh, skn, skd
-    else:
-        base, sz, sh, sn, sd = V, svz, svh, svn, svd
+    base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     for j in range(HEADS):
         zh = tl.program_id(0) * HEADS + j
         if zh < ZH:

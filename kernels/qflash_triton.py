@@ -132,47 +132,32 @@ def _prune_configs(configs, named_args, **kwargs):
 
 @triton.jit
 def _attend_rows(
-    row_start, z, h,
-    Q, K, V, O,
-    INV_Q, INV_K, INV_V, EXP_MUL, EXP_DLIM, INV_C, OUT_SCALE,
-    BIAS, MASK,
-    stride_qz, stride_qh, stride_qn, stride_qd,
-    stride_kz, stride_kh, stride_kn, stride_kd,
-    stride_vz, stride_vh, stride_vn, stride_vd,
-    stride_oz, stride_oh, stride_on, stride_od,
-    stride_bh, stride_bn, stride_bk,
-    stride_mw, stride_mn, stride_mk,
-    N, N_V, NUM_WINDOWS,
+    row_start, q_head, k_head, v_head, o_head, bias_head, mask_window,
+    stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd, stride_on, stride_od,
+    stride_bn, stride_bk, stride_mn, stride_mk,
+    inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr,
 ):
-    """Query rows row_start .. row_start + ROWS - 1 of head (z, h) against all N keys."""
+    """Query rows row_start .. row_start + ROWS - 1 of one head against all N keys; *_head point at the
+    head's first row, bias_head at its (N, N) bias, mask_window at its window's (N, N) mask."""
     offs_m = row_start + tl.arange(0, ROWS)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N
     dim_ok = offs_d < HEAD_DIM
 
-    q_ptrs = Q + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
-    q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0), tl.load(INV_Q + z))
-    inv_k = tl.load(INV_K + z)
-    inv_v = tl.load(INV_V + z)
-    exp_dlim = tl.load(EXP_DLIM + z)
-    exp_mul = tl.load(EXP_MUL + z)
+    q_ptrs = q_head + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
+    q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0), inv_q)
     neg_mul_top = 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
-    if HAS_BIAS or HAS_MASK:
-        inv_c = tl.load(INV_C + z)
-
-    k_base = K + z * stride_kz + h * stride_kh
-    v_base = V + z * stride_vz + h * stride_vh
     m_i = tl.full([ROWS], NEG_SCORE, dtype=tl.int32)
     l_i = tl.zeros([ROWS], dtype=tl.int32)
     acc = tl.zeros([ROWS, BLOCK_D], dtype=tl.int64 if WIDE_ACC else tl.int32)
     for start in range(0, N, BLOCK_N):
         keys = start + offs_n
         key_ok = keys < N
-        kt_ptrs = k_base + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
+        kt_ptrs = k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
         kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k)
         s = tl.dot(q, kt, out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
@@ -182,10 +167,9 @@ def _attend_rows(
             keys_in = tl.minimum(keys, N - 1)[None, :]
             b = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
             if HAS_BIAS:
-                b += tl.load(BIAS + h * stride_bh + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
+                b += tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
             if HAS_MASK:
-                w = z % NUM_WINDOWS
-                b += tl.load(MASK + w * stride_mw + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
+                b += tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
             t = b * inv_c
             t = tl.where(t == t, t, 0.0)
             t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)
@@ -203,7 +187,7 @@ def _attend_rows(
             l_i = _rescale(l_i, alpha)
             acc = _rescale(acc, alpha[:, None])
 
-        v_ptrs = v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        v_ptrs = v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
         v = _quantize(tl.load(v_ptrs, mask=(keys < N_V)[:, None] & dim_ok[None, :], other=0), inv_v)
         # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
         p_hi = (p >> 7).to(tl.int8)
@@ -218,9 +202,9 @@ def _attend_rows(
     l_wide = l_i.to(tl.int64)
     recip = (RECIP_ONE + (l_wide >> 1)) // tl.maximum(l_wide, 1)
     o = (acc.to(tl.int64) * recip[:, None] + NORM_HALF) >> NORM_SHIFT
-    out = o.to(tl.float32) * tl.load(OUT_SCALE + z)
-    o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
-    tl.store(o_ptrs, _to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+    out = o.to(tl.float32) * out_scale
+    o_ptrs = o_head + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
+    tl.store(o_ptrs, _to_output_dtype(out, o_head.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
 
 @triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "GRID_CLASS"],
@@ -243,18 +227,17 @@ def qflash_fwd_kernel(
 ):
     # One program: BLOCK_M query rows of one (z, h), or, for the last rows of a head when at most
     # TAIL_M (< BLOCK_M) remain, a TAIL_M-row block: N = 197 computes 208 rows instead of 256.
-    pid_zh = tl.program_id(0)
+    z = tl.program_id(0) // H
+    h = tl.program_id(0) % H
     row_start = tl.program_id(1) * BLOCK_M
     args = (
-        pid_zh // H, pid_zh % H,
-        Q, K, V, O, INV_Q, INV_K, INV_V, EXP_MUL, EXP_DLIM, INV_C, OUT_SCALE, BIAS, MASK,
-        stride_qz, stride_qh, stride_qn, stride_qd,
-        stride_kz, stride_kh, stride_kn, stride_kd,
-        stride_vz, stride_vh, stride_vn, stride_vd,
-        stride_oz, stride_oh, stride_on, stride_od,
-        stride_bh, stride_bn, stride_bk,
-        stride_mw, stride_mn, stride_mk,
-        N, N_V, NUM_WINDOWS,
+        Q + z * stride_qz + h * stride_qh, K + z * stride_kz + h * stride_kh,
+        V + z * stride_vz + h * stride_vh, O + z * stride_oz + h * stride_oh,
+        BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
+        stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd, stride_on, stride_od,
+        stride_bn, stride_bk, stride_mn, stride_mk,
+        tl.load(INV_Q + z), tl.load(INV_K + z), tl.load(INV_V + z), tl.load(EXP_MUL + z), tl.load(EXP_DLIM + z),
+        tl.load(INV_C + z), tl.load(OUT_SCALE + z), N, N_V,
     )
     if TAIL_M > 0 and TAIL_M < BLOCK_M:
         if N - row_start <= TAIL_M:

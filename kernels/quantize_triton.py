@@ -12,7 +12,9 @@ import triton
 import triton.language as tl
 
 from . import quant
-from .amax_triton import abs_max_init, abs_max_update, inverse_scale, program_head, scales_from_amax_bits
+from .amax_triton import (
+    abs_max_init, abs_max_update, inverse_scale, program_head, scales_from_amax_bits, tensor_of,
+)
 from .qflash_triton import _quantize
 
 
@@ -63,12 +65,7 @@ def _amax_quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, AMAX, Z, H, N, N_PAD,
     # one program per (image z, tensor): max|x| over all heads, then every head to int8
     z = tl.program_id(0)
     which = tl.program_id(1)
-    if which == 0:
-        base, sz, sh, sn, sd = Q, sqz, sqh, sqn, sqd
-    elif which == 1:
-        base, sz, sh, sn, sd = K, skz, skh, skn, skd
-    else:
-        base, sz, sh, sn, sd = V, svz, svh, svn, svd
+    base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     base += z * sz
     best = abs_max_init(Q, BLOCK_N, BLOCK_D)
     for h in range(H):
