@@ -24,8 +24,8 @@ OUT_STEP = tl.constexpr(2.0 ** -quant.OUT_FRAC_BITS)
 
 # Rows of one head loaded per step, heads per program, warps per program. Small programs keep the most
 # loads in flight: on the H100 (timm's strided Q/K/V views, fp16) 32 rows, 2 heads and 2 warps were the
-# fastest of 20 shapes on all 7 cases tried (Swin-1 at 256 images 0.253 -> 0.222 ms, ViT-B at 64 0.033 ->
-# 0.026 ms against one head and one warp; 2026-11-23); 128 rows and 4 warps with a float32 accumulator
+# fastest of 20 shapes on 5 of 7 cases and 1-9 % off the best on the other two (batch 8; Swin-1 at 256
+# images 0.253 -> 0.222 ms, ViT-B at 64 0.033 -> 0.026 ms against one head and one warp; 2026-11-23); 128 rows and 4 warps with a float32 accumulator
 # had given 1.1-1.3 TB/s.
 AMAX_ROWS = 32
 AMAX_HEADS = 2

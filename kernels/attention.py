@@ -22,7 +22,7 @@ PREQUANTIZE_ABOVE_N = 64
 # and tensor) pays when its programs fill the GPU twice or each is small; else three launches (amax,
 # constants, quantize) spread the work wider. Measured on the H100 (op, CUDA graph, timm's strided views):
 # ViT-B (12 heads) at 256 images 0.580 -> 0.553 ms, at 64 0.155 -> 0.174 ms (so not there); DeiT-T (3 heads)
-# at 16-256 images 11-22 % faster.
+# at 16-256 images 10-19 % faster.
 ONE_PASS_MIN_IMAGES = 16
 ONE_PASS_SMALL_IMAGE = 65536  # elements of one image's Q (H * N * D)
 
