@@ -4,6 +4,7 @@ import torch
 
 from helpers import random_qkv, swin_bias_and_mask
 from qflash_kernels import compute_scales, qflash_attention, qflash_attention_int8, qflash_reference
+from qflash_kernels import amax_triton
 from qflash_kernels.amax_triton import amax_per_z, fused_scales
 from qflash_kernels.quant import _group_amax, quantize_int8, scales_from_amax
 
@@ -125,9 +126,12 @@ def test_int8_inputs_match_the_float_path(rng, device):
     assert torch.equal(from_int8, from_float.half())
 
 
+@pytest.mark.parametrize("fused", [True, False])  # rows of the qkv buffer / one head at a time
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-def test_amax_kernel_matches_torch(rng, device, dtype):
-    q, k, v = random_qkv(rng, 3, 3, 70, 32, dtype=dtype, device=device)  # 9 heads: a program's second is missing
+def test_amax_kernel_matches_torch(rng, device, dtype, fused):
+    # 9 heads: a program's second is missing
+    q, k, v = random_qkv(rng, 3, 3, 70, 32, dtype=dtype, device=device, fused=fused)
+    assert amax_triton._rows_contiguous(q) == fused
     v[1, 0, 5, 5] = float("nan")
     q[2, 2, 69, 31] = 1e4  # in the very last head
     got = amax_per_z(q, k, v)
@@ -136,6 +140,17 @@ def test_amax_kernel_matches_torch(rng, device, dtype):
     assert torch.equal(got[finite], want[finite])
     assert torch.isinf(got[~finite]).all() and (~finite).sum() == 1
     assert torch.equal(amax_per_z(q, k, v, group_div=3)[:, 0][finite.all(1)], want.amax(1)[finite.all(1)])
+
+
+@pytest.mark.parametrize("group_div", [1, 2, 6])
+def test_amax_by_rows_with_many_chunks_per_slot(rng, device, group_div):
+    # 8-row loads and 3 loads per program: a slot of 49 or 98 rows spans several chunks, the last partial
+    q, k, v = random_qkv(rng, 6, 3, 49, 16, device=device)
+    q[4, 1, 48, 15] = 100.0  # the last row of image 4
+    out = torch.zeros((3, 6 // group_div), dtype=torch.int32, device=device)
+    amax_triton._amax_by_rows(q, k, v, out, group_div, load_elements=8 * 64, chunk_bytes=3 * 8 * 48 * 2)
+    want = torch.stack([t.abs().amax(dim=(1, 2, 3)).float().view(-1, group_div).amax(1) for t in (q, k, v)])
+    assert torch.equal(out.view(torch.float32), want)
 
 
 @pytest.mark.parametrize("granularity, group", [("sample", 1), ("sample", 2), ("batch", 1)])
