@@ -106,7 +106,9 @@ def _amax_kernel(Q, K, V, OUT, H, N, ZH, SLOTS, GROUP_DIV,
 # instead of one head at a time. On the H100 (fp16, graph medians, 2026-11-23), of 18 shapes over 8 cases
 # the one never more than 3 % slower than the per-head kernel: Swin-1 at 256 images 0.223 -> 0.168 ms,
 # Swin-2 at 256 0.108 -> 0.083 ms, Swin-1 at 64 0.061 -> 0.049 ms, DeiT-S at 8 0.0084 -> 0.0061 ms,
-# Swin-3/4 at 256 3-5 % faster, ViT-B at 64 3 % slower.
+# Swin-3/4 at 256 3-5 % faster. ViT sequences (N = 197) keep the per-head kernel: rows were slower on
+# ViT-B at 64 images (0.026 -> 0.027 ms) and DeiT-T at 256 (0.029 -> 0.039 ms, amax + constants).
+ROWS_MAX_N = 64
 ROWS_LOAD_ELEMENTS = 4096
 ROWS_CHUNK_BYTES = 32768
 ROWS_WARPS = 4
@@ -130,6 +132,12 @@ def _amax_rows_kernel(Q, K, V, OUT, ROWS_PER_SLOT, CHUNKS_PER_SLOT, CHUNK_STEPS,
         best = abs_max_fold(best, tl.load(base + rows[:, None].to(tl.int64) * sn + offs_c[None, :], mask=ok, other=0.0))
     m = tl.max(tl.max(best, axis=1), axis=0).to(tl.float32)
     tl.atomic_max(OUT + which * SLOTS + slot, m.to(tl.int32, bitcast=True))
+
+
+def reads_whole_rows(q, k, v) -> bool:
+    """amax_per_z takes the whole-row kernel: windows (N <= ROWS_MAX_N) in timm's qkv layout."""
+    z, h, n, d = q.shape
+    return n <= ROWS_MAX_N and h * d <= 4096 and all(_rows_contiguous(t) for t in (q, k, v))
 
 
 def _rows_contiguous(t) -> bool:
@@ -192,7 +200,7 @@ def amax_per_z(q, k, v, group_div: int = 1) -> torch.Tensor:
     z, h, n, d = q.shape
     slots = z // group_div
     out = torch.zeros((3, slots), dtype=torch.int32, device=q.device)
-    if all(_rows_contiguous(t) for t in (q, k, v)) and h * d <= 4096:
+    if reads_whole_rows(q, k, v):
         _amax_by_rows(q, k, v, out, group_div)
         return out.view(torch.float32)
     block_n = max(16, min(AMAX_ROWS, triton.next_power_of_2(n)))
