@@ -46,11 +46,11 @@ def tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, 
 
 
 @triton.jit
-def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
-    """For a grid (Z * H, 3): which tensor (0 = Q, 1 = K, 2 = V), the program's z * H + h and z, the
-    start of its head and that head's row and column strides."""
+def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd, FIRST: tl.constexpr):
+    """For a grid (Z * H, 3 - FIRST): which tensor (0 = Q, 1 = K, 2 = V, from FIRST on), the program's
+    z * H + h and z, the start of its head and that head's row and column strides."""
     zh = tl.program_id(0)
-    which = tl.program_id(1)
+    which = tl.program_id(1) + FIRST
     z = zh // H
     base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
     return which, zh, z, base + z * sz + (zh % H) * sh, sn, sd

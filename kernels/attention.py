@@ -79,12 +79,13 @@ def qflash_attention(
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
     elif scales is None and granularity == "sample" and group == 1 and _one_pass_pays(q):
-        scales, (q, k, v, v_rows) = scales_and_int8_qkv(q, k, v)
+        scales, (q, k, v, v_rows) = scales_and_int8_qkv(q, k, v, quantize_q=False)
     else:
-        # several query blocks per head would each quantize every K/V tile again: quantize once instead
+        # several query blocks per head would each quantize every K/V tile again: quantize K and V once
+        # instead (each query row is read once, so Q is quantized on load)
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
-        q, k, v, v_rows = quantize_qkv(q, k, v, scales)
+        q, k, v, v_rows = quantize_qkv(q, k, v, scales, quantize_q=False)
     return launch_qflash(q, k, v, out, scales, bias, mask, v_rows=v_rows)
 
 

@@ -3,7 +3,8 @@
 The attention kernel can quantize float inputs as it loads them, but then every query block quantizes
 every key and value tile again (N / BLOCK_M times); one pass that writes int8 costs 3 bytes per element
 of memory traffic instead. `scales_and_int8_qkv` also finds the per-image amax in the same launch: one
-program per image and tensor reads its tensor twice, the second time mostly from L2.
+program per image and tensor reads its tensor twice, the second time mostly from L2. Q is read by one
+query block only, so the op leaves it in float (quantize_q=False) and the kernel quantizes it on load.
 """
 from __future__ import annotations
 
@@ -33,36 +34,40 @@ def _quantize_rows(base, sn, sd, out, out_sn, out_sd, rows, N, inv_scale,
 
 @triton.jit
 def _quantize_head(which, zh, base, sn, sd, QK_OUT, VT_OUT, ZH, N, N_PAD, inv_scale,
-                   HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                   HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, FIRST: tl.constexpr):
+    # FIRST = 1: Q stays in float (the attention kernel quantizes it on load) and QK_OUT holds K alone
     if which == 2:
         # V transposed to (D, N_PAD), keys contiguous: the order of the P.V dot's operand in shared
         # memory. Padding keys hold 0 (their probability is 0 as well).
         out = VT_OUT + zh.to(tl.int64) * HEAD_DIM * N_PAD
         _quantize_rows(base, sn, sd, out, 1, N_PAD, N_PAD, N, inv_scale, HEAD_DIM, BLOCK_N, BLOCK_D)
     else:
-        out = QK_OUT + (which * ZH + zh).to(tl.int64) * N * HEAD_DIM
+        out = QK_OUT + ((which - FIRST) * ZH + zh).to(tl.int64) * N * HEAD_DIM
         _quantize_rows(base, sn, sd, out, HEAD_DIM, 1, N, N, inv_scale, HEAD_DIM, BLOCK_N, BLOCK_D)
 
 
 @triton.jit
 def _quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, INV_Q, INV_K, INV_V, H, N, N_PAD,
                          sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
-                         HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    which, zh, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
+                         HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                         FIRST: tl.constexpr):
+    which, zh, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
+                                              FIRST)
     inv = INV_Q
     if which == 1:
         inv = INV_K
     elif which == 2:
         inv = INV_V
     _quantize_head(which, zh, base, sn, sd, QK_OUT, VT_OUT, tl.num_programs(0), N, N_PAD, tl.load(inv + z),
-                   HEAD_DIM, BLOCK_N, BLOCK_D)
+                   HEAD_DIM, BLOCK_N, BLOCK_D, FIRST)
 
 
 @triton.jit
 def _amax_quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, AMAX, Z, H, N, N_PAD,
                               sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
-                              HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    # one program per (image z, tensor): max|x| over all heads, then every head to int8
+                              HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                              FIRST: tl.constexpr):
+    # one program per (image z, tensor): max|x| over all heads, then every head from tensor FIRST on to int8
     z = tl.program_id(0)
     which = tl.program_id(1)
     base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
@@ -73,42 +78,46 @@ def _amax_quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, AMAX, Z, H, N, N_PAD,
     amax = tl.max(tl.max(best, axis=1), axis=0).to(tl.float32)
     tl.store(AMAX + which * Z + z, amax.to(tl.int32, bitcast=True))
     inv_scale = inverse_scale(amax)
-    for i in range(H):
+    for i in range(H if which >= FIRST else 0):
         h = H - 1 - i  # the heads read last first: they are the likeliest to be still in L2
         _quantize_head(which, z * H + h, base + h * sh, sn, sd, QK_OUT, VT_OUT, Z * H, N, N_PAD, inv_scale,
-                       HEAD_DIM, BLOCK_N, BLOCK_D)
+                       HEAD_DIM, BLOCK_N, BLOCK_D, FIRST)
 
 
 V_ROW_MULTIPLE = 16  # keys of the transposed V are padded to this (whole 16-byte vectors)
 
 
-def _int8_buffers(q):
+def _int8_buffers(q, quantize_q):
     z, h, n, d = q.shape
     n_pad = triton.cdiv(n, V_ROW_MULTIPLE) * V_ROW_MULTIPLE
-    qk = torch.empty((2, z, h, n, d), dtype=torch.int8, device=q.device)
+    qk = torch.empty((2 if quantize_q else 1, z, h, n, d), dtype=torch.int8, device=q.device)
     vt = torch.empty((z, h, d, n_pad), dtype=torch.int8, device=q.device)
     return qk, vt, n_pad
 
 
-def _int8_views(qk, vt, n, n_pad):
-    return qk[0], qk[1], vt.transpose(2, 3)[:, :, :n], n_pad
+def _int8_views(q, qk, vt, n, n_pad):
+    q_out = qk[0] if qk.shape[0] == 2 else q
+    return q_out, qk[-1], vt.transpose(2, 3)[:, :, :n], n_pad
 
 
-def quantize_qkv(q, k, v, scales) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def quantize_qkv(q, k, v, scales, quantize_q: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """int8 copies of q, k, v quantized with the per-z scales, laid out for the attention kernel.
 
     Returns (q8, k8, v8, v_rows): q8, k8 contiguous (Z, H, N, D); v8 a (Z, H, N, D) view of a
     (Z, H, D, v_rows) tensor whose keys N..v_rows-1 are zero (pass v_rows to launch_qflash).
+    quantize_q=False returns q itself as q8: the kernel reads every query row once, so quantizing Q as it
+    loads costs less than a pass that writes int8 Q and a kernel that reads it back.
     """
     z, h, n, d = q.shape
-    qk, vt, n_pad = _int8_buffers(q)
+    qk, vt, n_pad = _int8_buffers(q, quantize_q)
+    first = 0 if quantize_q else 1
     block_n = max(16, min(64, triton.next_power_of_2(n)))
-    _quantize_qkv_kernel[(z * h, 3)](
+    _quantize_qkv_kernel[(z * h, 3 - first)](
         q, k, v, qk, vt, scales.inv_q, scales.inv_k, scales.inv_v, h, n, n_pad,
         *q.stride(), *k.stride(), *v.stride(),
-        HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), num_warps=4,
+        HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), FIRST=first, num_warps=4,
     )
-    return _int8_views(qk, vt, n, n_pad)
+    return _int8_views(q, qk, vt, n, n_pad)
 
 
 # Rows per step and warps of the one-pass kernel's programs (one per image and tensor): the best of five
@@ -117,16 +126,16 @@ ONE_PASS_ROWS = 64
 ONE_PASS_WARPS = 8
 
 
-def scales_and_int8_qkv(q, k, v) -> tuple["quant.AttentionScales", tuple]:
+def scales_and_int8_qkv(q, k, v, quantize_q: bool = True) -> tuple["quant.AttentionScales", tuple]:
     """Per-image ('sample', one z per image) scales and quantize_qkv's int8 tensors, in two launches
     (amax and int8 in one, the constants in the other) instead of three."""
     z, h, n, d = q.shape
-    qk, vt, n_pad = _int8_buffers(q)
+    qk, vt, n_pad = _int8_buffers(q, quantize_q)
     amax = torch.empty((3, z), dtype=torch.int32, device=q.device)
     _amax_quantize_qkv_kernel[(z, 3)](
         q, k, v, qk, vt, amax, z, h, n, n_pad, *q.stride(), *k.stride(), *v.stride(),
         HEAD_DIM=d, BLOCK_N=max(16, min(ONE_PASS_ROWS, triton.next_power_of_2(n))),
-        BLOCK_D=triton.next_power_of_2(d), num_warps=ONE_PASS_WARPS,
+        BLOCK_D=triton.next_power_of_2(d), FIRST=0 if quantize_q else 1, num_warps=ONE_PASS_WARPS,
     )
     scales = scales_from_amax_bits(amax.view(torch.float32), z, d, 1, "sample")
-    return scales, _int8_views(qk, vt, n, n_pad)
+    return scales, _int8_views(q, qk, vt, n, n_pad)

@@ -214,6 +214,18 @@ def test_one_launch_amax_and_int8_equal_the_separate_launches(rng, device, n, d,
     assert (padded[:, :, n:] == 0).all()
 
 
+def test_passes_leaving_q_in_float(rng, device):
+    # the op's setting: K and V to int8, Q handed to the kernel as it is (quantized on load)
+    from qflash_kernels.quantize_triton import quantize_qkv, scales_and_int8_qkv
+
+    q, k, v = random_qkv(rng, 3, 2, 90, 32, device=device)
+    scales, all_int8 = scales_and_int8_qkv(q, k, v)
+    for got in (scales_and_int8_qkv(q, k, v, quantize_q=False)[1], quantize_qkv(q, k, v, scales, quantize_q=False)):
+        assert got[0] is q
+        for a, b in zip(got[1:], all_int8[1:]):
+            assert torch.equal(a, b) if torch.is_tensor(a) else a == b
+
+
 def test_op_through_the_one_launch_quantization_is_bit_exact(rng, device, monkeypatch):
     import qflash_kernels.attention as attention
 
