@@ -1,10 +1,12 @@
 """The Triton kernel against the integer reference: bit-exact on fresh random inputs."""
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from helpers import random_qkv, swin_bias_and_mask
 from qflash_kernels import compute_scales, qflash_attention, qflash_attention_int8, qflash_reference
-from qflash_kernels import amax_triton
+from qflash_kernels import amax_triton, qflash_triton
 from qflash_kernels.amax_triton import amax_per_z, fused_scales
 from qflash_kernels.quant import _group_amax, quantize_int8, scales_from_amax
 
@@ -279,3 +281,24 @@ def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
     launch_qflash(q8, k8, v8, prequantized, scales, v_rows=v_rows)
     assert torch.equal(on_load, prequantized)
     assert torch.equal(prequantized, qflash_reference(q, k, v, scales))
+
+
+
+@triton.jit
+def _reciprocal_kernel(L, OUT, COUNT: tl.constexpr):
+    offs = tl.arange(0, COUNT)
+    tl.store(OUT + offs, qflash_triton._reciprocal(tl.load(L + offs)))
+
+
+def test_row_reciprocal_is_the_exact_integer_quotient(rng, device):
+    # the kernel's floor((2**40 + floor(l / 2)) / max(l, 1)) through a float64 quotient and a remainder fix
+    one = 1 << 40
+    spread = list(range(3, 400_000, 9973))  # row sums of N = 49 .. 197 rows lie in [2**14, 2**22)
+    special = [0, 1, 2, 3, 16383, 16384, (1 << 31) - 1, (1 << 30) + 1, 3 * (1 << 20) + 7]
+    random_l = torch.randint(1, 1 << 31, (64,), generator=rng).tolist()
+    values = (special + spread + random_l)[:128]
+    values += [1] * (128 - len(values))
+    l = torch.tensor(values, dtype=torch.int32, device=device)
+    out = torch.empty(128, dtype=torch.int64, device=device)
+    _reciprocal_kernel[(1,)](l, out, COUNT=128)
+    assert out.tolist() == [(one + (x >> 1)) // max(x, 1) for x in values]
