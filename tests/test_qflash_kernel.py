@@ -117,6 +117,17 @@ def test_zero_and_nonfinite_inputs_match_reference(rng, device):
     assert out[1].isnan().all() and out[2].isnan().all()
 
 
+@pytest.mark.parametrize("n", [50, 197])  # quantized on load / K and V by the pass, Q on load
+def test_static_scales_quantize_nan_to_zero(rng, device, n):
+    q, k, v = random_qkv(rng, 2, 2, n, 32, device=device, fused=False)
+    q[0, 1, 3, 4] = float("nan")
+    k[1, 0, 7, 0] = float("nan")
+    v[1, 1, 9, 31] = float("nan")
+    out, ref = kernel_and_reference(q, k, v, "static", static=(0.02, 0.02, 0.02))
+    assert not ref.isnan().any()
+    assert torch.equal(out, ref)
+
+
 def test_int8_inputs_match_the_float_path(rng, device):
     q, k, v = random_qkv(rng, 2, 3, 197, 64, device=device)
     static = (0.02, 0.025, 0.015)
