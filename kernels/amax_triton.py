@@ -21,6 +21,7 @@ EXP_DLIM_NUM = tl.constexpr(quant.EXP_SATURATE * (1 << quant.EXP_SHIFT) - 1)
 EXP_MUL_MAX = tl.constexpr(float(quant.EXP_MUL_MAX))
 QMAX_F = tl.constexpr(float(quant.QMAX))
 OUT_STEP = tl.constexpr(2.0 ** -quant.OUT_FRAC_BITS)
+FLOAT32_MAX = tl.constexpr(quant.FLOAT32_MAX)
 
 
 # Rows of one head loaded per step, heads per program, warps per program. Small programs keep the most
@@ -163,9 +164,11 @@ def _amax_by_rows(q, k, v, out, group_div, load_elements=None, chunk_bytes=None,
 
 @triton.jit
 def inverse_scale(amax):
-    """127 / amax (correctly rounded, as torch divides): 127 for an all-zero tensor, 0 for inf or NaN."""
+    """127 / amax (correctly rounded, as torch divides) capped at the largest float: 127 for an all-zero
+    tensor, 0 for inf or NaN."""
     finite = amax < float("inf")
-    return tl.where(finite, tl.math.div_rn(QMAX_F, tl.where(finite & (amax > 0), amax, 1.0)), 0.0)
+    inv = tl.minimum(tl.math.div_rn(QMAX_F, tl.where(finite & (amax > 0), amax, 1.0)), FLOAT32_MAX)
+    return tl.where(finite, inv, 0.0)
 
 
 @triton.jit

@@ -75,6 +75,7 @@ def qflash_attention(
 
     out = _empty_output(q.shape, q.dtype, q.device)
     v_rows = None
+    scales_from_inputs = scales is None and granularity != "static"
     if q.shape[2] <= PREQUANTIZE_ABOVE_N:
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
@@ -86,7 +87,7 @@ def qflash_attention(
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
         q, k, v, v_rows = quantize_qkv(q, k, v, scales, quantize_q=False)
-    return launch_qflash(q, k, v, out, scales, bias, mask, v_rows=v_rows)
+    return launch_qflash(q, k, v, out, scales, bias, mask, v_rows=v_rows, scales_from_inputs=scales_from_inputs)
 
 
 def _one_pass_pays(q: torch.Tensor) -> bool:

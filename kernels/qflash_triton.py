@@ -49,17 +49,21 @@ def _round_clamped(t):
 
 
 @triton.jit
-def _quantize(x, inv_scale, NAN_TO_ZERO: tl.constexpr = True):
-    # NAN_TO_ZERO=False leaves NaN products to the clamp (any value in [-127, 127]). Only for scales from
-    # the data: a NaN product there means a non-finite value in its group, whose out_scale is NaN, so
-    # every output of the group is NaN whatever the integers are.
+def _quantize(x, inv_scale, SCALES_FROM_X: tl.constexpr = False):
+    # SCALES_FROM_X: inv_scale is 127 / max|x| of x's own group (capped at the largest float), so a finite
+    # product is within 127 (1 + 2**-23) and rounds into [-127, 127] without the lower clamp, and a NaN
+    # product means a non-finite value in the group, whose out_scale is NaN: every output of the group is
+    # NaN whatever its integers, so no NaN select either. The upper clamp stays: it keeps the product and
+    # the rounding add apart (fused into one FMA they would round once, not twice).
     if x.dtype == tl.int8:  # already quantized by the caller
         q = x
     else:
         t = x.to(tl.float32) * inv_scale
-        if NAN_TO_ZERO:
+        if SCALES_FROM_X:
+            t = tl.minimum(t, QMAX)
+        else:
             t = tl.where(t == t, t, 0.0)
-        t = tl.minimum(tl.maximum(t, NEG_QMAX), QMAX)
+            t = tl.minimum(tl.maximum(t, NEG_QMAX), QMAX)
         q = _round_clamped(t).to(tl.int8)
     return q
 
@@ -154,7 +158,7 @@ def _attend_rows(
     inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, NAN_TO_ZERO: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
 ):
     """Query rows row_start .. row_start + ROWS - 1 of one head against all N keys; *_head point at the
     head's first row, bias_head at its (N, N) bias, mask_window at its window's (N, N) mask."""
@@ -165,7 +169,7 @@ def _attend_rows(
     dim_ok = offs_d < HEAD_DIM
 
     q_ptrs = q_head + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
-    q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0), inv_q, NAN_TO_ZERO)
+    q = _quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0), inv_q, SCALES_FROM_X)
     neg_mul_top = 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
     m_i = tl.full([ROWS], NEG_SCORE, dtype=tl.int32)
     l_i = tl.zeros([ROWS], dtype=tl.int32)
@@ -174,7 +178,7 @@ def _attend_rows(
         keys = start + offs_n
         key_ok = keys < N
         kt_ptrs = k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
-        kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k, NAN_TO_ZERO)
+        kt = _quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k, SCALES_FROM_X)
         s = tl.dot(q, kt, out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
             # rows and keys past N read row / key N - 1 instead of a masked load: those rows are never
@@ -204,7 +208,7 @@ def _attend_rows(
             acc = _rescale(acc, alpha[:, None])
 
         v_ptrs = v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
-        v = _quantize(tl.load(v_ptrs, mask=(keys < N_V)[:, None] & dim_ok[None, :], other=0), inv_v, NAN_TO_ZERO)
+        v = _quantize(tl.load(v_ptrs, mask=(keys < N_V)[:, None] & dim_ok[None, :], other=0), inv_v, SCALES_FROM_X)
         # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
         p_hi = (p >> 7).to(tl.int8)
         p_lo = (p & 127).to(tl.int8)
@@ -222,7 +226,7 @@ def _attend_rows(
     tl.store(o_ptrs, _to_output_dtype(out, o_head.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
 
-@triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "NAN_TO_ZERO", "GRID_CLASS"],
+@triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "SCALES_FROM_X", "GRID_CLASS"],
                  prune_configs_by={"early_config_prune": _prune_configs})
 @triton.jit
 def qflash_fwd_kernel(
@@ -238,7 +242,7 @@ def qflash_fwd_kernel(
     H, N, N_V, NUM_WINDOWS, GRID_CLASS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, NAN_TO_ZERO: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
 ):
     # One program: BLOCK_M query rows of one (z, h), or, for the last rows of a head when at most
     # TAIL_M (< BLOCK_M) remain, a TAIL_M-row block: N = 197 computes 208 rows instead of 256.
@@ -257,13 +261,13 @@ def qflash_fwd_kernel(
     if TAIL_M > 0 and TAIL_M < BLOCK_M:
         if N - row_start <= TAIL_M:
             _attend_rows(row_start, *args, HEAD_DIM, BLOCK_D, TAIL_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                         NAN_TO_ZERO)
+                         SCALES_FROM_X)
         else:
             _attend_rows(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                         NAN_TO_ZERO)
+                         SCALES_FROM_X)
     else:
         _attend_rows(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                     NAN_TO_ZERO)
+                     SCALES_FROM_X)
 
 
 def tail_rows(n: int) -> int:
@@ -277,8 +281,11 @@ def tail_rows(n: int) -> int:
     return 16 if tail <= 16 else 32 if tail <= 32 else 0
 
 
-def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_rows=None):
+def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_rows=None, scales_from_inputs=False):
     """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place.
+
+    scales_from_inputs: the scales are the amax scales ('sample' or 'batch') of these very q, k, v, so
+    float inputs need no clamp or NaN test as they are quantized (see _quantize).
 
     v_rows: rows of v's storage along N that may be read (>= N, zero past N), as quantize_qkv returns;
     the default N reads exactly v.
@@ -312,6 +319,6 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_rows=None):
         h, n, v_rows, windows, grid_class,
         HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
         HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
-        NAN_TO_ZERO=scales.granularity == "static", **launch_options,
+        SCALES_FROM_X=scales_from_inputs, **launch_options,
     )
     return out

@@ -31,6 +31,7 @@ ROUND_MAGIC = 1.5 * 2.0**23
 OUT_FRAC_BITS = 8
 
 ScaleArg = Union[float, torch.Tensor]
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 @dataclass
@@ -131,7 +132,9 @@ def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> Att
     # tensor / tensor is a correctly rounded division on CPU and CUDA; CUDA torch turns a division
     # by or of a Python scalar into a reciprocal and a multiply, which is not
     qmax = torch.full_like(amax, QMAX)
-    inv = torch.where(finite, qmax / a_eff, torch.zeros_like(amax))
+    # capped at the largest float: amax < 127 / FLT_MAX would give inf (and 0 * inf = NaN); capped, every
+    # |x * inv| of the data the amax came from stays <= 127 (1 + 2**-23)
+    inv = torch.where(finite, torch.clamp(qmax / a_eff, max=FLOAT32_MAX), torch.zeros_like(amax))
     s = a_eff / qmax
     c = s[0].double() * s[1].double()
     exp_mul = torch.floor(c * exp_k + 0.5).clamp_(1, EXP_MUL_MAX).long()

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 def kernel_and_reference(q, k, v, granularity, group=1, bias=None, mask=None, static=None):
-    scales = compute_scales(q, k, v, granularity, group, static)
-    out = qflash_attention(q, k, v, scales=scales, bias=bias, mask=mask, group=group, backend="triton")
-    ref = qflash_reference(q, k, v, scales, bias, mask)
+    # the op computes its own scales, as in production (then the kernel skips the clamp and NaN test)
+    out = qflash_attention(q, k, v, granularity=granularity, group=group, static_scales=static, bias=bias, mask=mask,
+                           backend="triton")
+    ref = qflash_reference(q, k, v, compute_scales(q, k, v, granularity, group, static), bias, mask)
     return out, ref
 
 
@@ -125,6 +126,28 @@ def test_static_scales_quantize_nan_to_zero(rng, device, n):
     v[1, 1, 9, 31] = float("nan")
     out, ref = kernel_and_reference(q, k, v, "static", static=(0.02, 0.02, 0.02))
     assert not ref.isnan().any()
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("n", [50, 197])
+def test_scales_from_other_data_clamp_and_zero_nan(rng, device, n):
+    # scales handed in, from data with a smaller amax: values past +-127 clamp, NaN quantizes to 0
+    q, k, v = random_qkv(rng, 2, 2, n, 32, device=device)
+    scales = compute_scales(q * 0.5, k * 0.5, v * 0.5, "sample")
+    q[0, 1, 3, 4] = float("nan")
+    out = qflash_attention(q, k, v, scales=scales, backend="triton")
+    ref = qflash_reference(q, k, v, scales)
+    assert not ref.isnan().any()
+    assert torch.equal(out, ref)
+
+
+def test_tiny_tensors_quantize_without_overflow(rng, device):
+    # amax < 127 / FLT_MAX: 127 / amax is capped at the largest float instead of becoming inf (0 * inf = NaN)
+    q, k, v = random_qkv(rng, 2, 2, 50, 32, dtype=torch.float32, device=device)
+    q, k, v = (t * 1e-38 for t in (q, k, v))
+    q[:, :, :5] = 0.0
+    out, ref = kernel_and_reference(q, k, v, "sample")
+    assert not ref.isnan().any() and ref.abs().max() > 0
     assert torch.equal(out, ref)
 
 
