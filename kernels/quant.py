@@ -38,7 +38,7 @@ FLOAT32_MAX = torch.finfo(torch.float32).max
 class AttentionScales:
     """Per-call quantization state, one entry per leading index z of (Z, H, N, D).
 
-    inv_q/inv_k/inv_v: multipliers float -> int8 units (127 / amax).
+    inv_q/inv_k/inv_v: multipliers float -> int8 units (127 / amax, capped at the largest float32).
     exp_mul, exp_dlim: integer score difference d becomes exponent units min(d, exp_dlim) * exp_mul,
         with 2**EXP_SHIFT units per doubling (exp_mul = round(s_q s_k log2(e) / sqrt(D) * 2**EXP_SHIFT)).
     inv_c: multiplier real logit -> integer score units (sqrt(D) / (s_q s_k)), for the additive bias.
