@@ -106,10 +106,12 @@ def _amax_kernel(Q, K, V, OUT, H, N, ZH, SLOTS, GROUP_DIV,
 # contiguous values, and a program reads ROWS_CHUNK_BYTES of whole rows, ROWS_LOAD_ELEMENTS per load,
 # instead of one head at a time. On the H100 (fp16, graph medians, 2026-11-23), of 18 shapes over 8 cases
 # the one never more than 3 % slower than the per-head kernel: Swin-1 at 256 images 0.223 -> 0.168 ms,
-# Swin-2 at 256 0.108 -> 0.083 ms, Swin-1 at 64 0.061 -> 0.049 ms, DeiT-S at 8 0.0084 -> 0.0061 ms,
-# Swin-3/4 at 256 3-5 % faster. ViT sequences (N = 197) keep the per-head kernel: rows were slower on
-# ViT-B at 64 images (0.026 -> 0.027 ms) and DeiT-T at 256 (0.029 -> 0.039 ms, amax + constants).
+# Swin-2 at 256 0.108 -> 0.083 ms, Swin-1 at 64 0.061 -> 0.049 ms, Swin-3/4 at 256 3-5 % faster. ViT
+# sequences (N = 197) keep the per-head kernel: rows were slower on ViT-B at 64 images (0.026 -> 0.027
+# ms) and DeiT-T at 256 (0.029 -> 0.039 ms, amax + constants), though faster on DeiT-S at 8 (0.0084 ->
+# 0.0061 ms).
 ROWS_MAX_N = 64
+ROWS_MAX_COLS = 4096  # H * D of one row: BLOCK_C columns per load
 ROWS_LOAD_ELEMENTS = 4096
 ROWS_CHUNK_BYTES = 32768
 ROWS_WARPS = 4
@@ -138,7 +140,7 @@ def _amax_rows_kernel(Q, K, V, OUT, ROWS_PER_SLOT, CHUNKS_PER_SLOT, CHUNK_STEPS,
 def reads_whole_rows(q, k, v) -> bool:
     """amax_per_z takes the whole-row kernel: windows (N <= ROWS_MAX_N) in timm's qkv layout."""
     z, h, n, d = q.shape
-    return n <= ROWS_MAX_N and h * d <= 4096 and all(_rows_contiguous(t) for t in (q, k, v))
+    return n <= ROWS_MAX_N and h * d <= ROWS_MAX_COLS and all(_rows_contiguous(t) for t in (q, k, v))
 
 
 def _rows_contiguous(t) -> bool:
@@ -148,18 +150,19 @@ def _rows_contiguous(t) -> bool:
     return t.stride(3) == 1 and t.stride(1) == d and t.stride(0) == n * t.stride(2) and rows_apart
 
 
-def _amax_by_rows(q, k, v, out, group_div, load_elements=None, chunk_bytes=None, warps=None):
+def _amax_by_rows(q, k, v, out, group_div, load_elements=ROWS_LOAD_ELEMENTS, chunk_bytes=ROWS_CHUNK_BYTES):
+    # (the tests shrink load_elements and chunk_bytes to make a slot span several programs)
     z, h, n, d = q.shape
     cols, slots = h * d, out.shape[1]
     block_c = triton.next_power_of_2(cols)
-    block_r = max(1, (load_elements or ROWS_LOAD_ELEMENTS) // block_c)
+    block_r = max(1, load_elements // block_c)
     rows_per_slot = group_div * n
     load_bytes = block_r * cols * q.element_size()
-    steps = max(1, min(triton.cdiv(rows_per_slot, block_r), (chunk_bytes or ROWS_CHUNK_BYTES) // load_bytes))
+    steps = max(1, min(triton.cdiv(rows_per_slot, block_r), chunk_bytes // load_bytes))
     chunks = triton.cdiv(rows_per_slot, steps * block_r)
     _amax_rows_kernel[(slots * chunks, 3)](
         q, k, v, out, rows_per_slot, chunks, steps, slots, *q.stride(), *k.stride(), *v.stride(),
-        COLS=cols, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=warps or ROWS_WARPS)
+        COLS=cols, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=ROWS_WARPS)
 
 
 @triton.jit
