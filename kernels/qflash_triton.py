@@ -84,6 +84,22 @@ def _exp2_split(d, exp_mul, neg_mul_top):
 
 
 @triton.jit
+def _to_operand_order(x, ROWS: tl.constexpr, KEYS: tl.constexpr):
+    # Columns (keys) 16g + 8j + 2c + e to 16g + 4c + 2j + e. In the tensor cores' accumulator layout a
+    # thread holds key pairs 2c, 8 + 2c of each 16; the 8-bit operand of the P.V dot wants 4c .. 4c + 3:
+    # relabelled this way the probabilities are already where the operand wants them (no shuffles
+    # between threads), and V's rows are read in the same order (_key_of_position), so P.V is unchanged.
+    x = tl.reshape(x, [ROWS, KEYS // 16, 2, 4, 2])
+    return tl.reshape(tl.permute(x, (0, 1, 3, 2, 4)), [ROWS, KEYS])
+
+
+@triton.jit
+def _key_of_position(r):
+    # the key at position r of _to_operand_order: 16g + 4c + 2j + e -> 16g + 8j + 2c + e
+    return (r & -16) | (((r >> 1) & 1) << 3) | (((r >> 2) & 3) << 1) | (r & 1)
+
+
+@triton.jit
 def _rescale(x, alpha):
     # floor(x * alpha / 2**15): one 32 x 32 -> 64-bit product and one funnel shift; fits in x's type.
     return ((x.to(tl.int64) * alpha) >> EXP_ONE_BITS).to(x.dtype)
@@ -159,6 +175,7 @@ def _attend_rows(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr,
 ):
     """Query rows row_start .. row_start + ROWS - 1 of one head against all N keys; *_head point at the
     head's first row, bias_head at its (N, N) bias, mask_window at its window's (N, N) mask."""
@@ -207,11 +224,13 @@ def _attend_rows(
             l_i = _rescale(l_i, alpha)
             acc = _rescale(acc, alpha[:, None])
 
-        v_ptrs = v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd
-        v = _quantize(tl.load(v_ptrs, mask=(keys < N_V)[:, None] & dim_ok[None, :], other=0), inv_v, SCALES_FROM_X)
+        # V's rows in the operand order of P: stored that way already (quantize_triton), or read so
+        v_rows = keys if V_OPERAND_ORDER else start + _key_of_position(offs_n)
+        v_ptrs = v_head + v_rows[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        v = _quantize(tl.load(v_ptrs, mask=(v_rows < N_V)[:, None] & dim_ok[None, :], other=0), inv_v, SCALES_FROM_X)
         # p = 128 * hi + lo with 7-bit halves: two exact int8 dots give the 14-bit product.
-        p_hi = (p >> 7).to(tl.int8)
-        p_lo = (p & 127).to(tl.int8)
+        p_hi = _to_operand_order((p >> 7).to(tl.int8), ROWS, BLOCK_N)
+        p_lo = _to_operand_order((p & 127).to(tl.int8), ROWS, BLOCK_N)
         # (acc + 128 * hi.V as the lo dot's accumulator saves an add per element but ran 0-2 % slower)
         pv = tl.dot(p_hi, v, out_dtype=tl.int32) * 128
         pv += tl.dot(p_lo, v, out_dtype=tl.int32)
@@ -243,6 +262,7 @@ def qflash_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr,
 ):
     # One program: BLOCK_M query rows of one (z, h), or, for the last rows of a head when at most
     # TAIL_M (< BLOCK_M) remain, a TAIL_M-row block: N = 197 computes 208 rows instead of 256.
@@ -261,13 +281,13 @@ def qflash_fwd_kernel(
     if TAIL_M > 0 and TAIL_M < BLOCK_M:
         if N - row_start <= TAIL_M:
             _attend_rows(row_start, *args, HEAD_DIM, BLOCK_D, TAIL_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                         SCALES_FROM_X)
+                         SCALES_FROM_X, V_OPERAND_ORDER)
         else:
             _attend_rows(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                         SCALES_FROM_X)
+                         SCALES_FROM_X, V_OPERAND_ORDER)
     else:
         _attend_rows(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                     SCALES_FROM_X)
+                     SCALES_FROM_X, V_OPERAND_ORDER)
 
 
 def tail_rows(n: int) -> int:
@@ -288,9 +308,11 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_rows=None, scale
     float inputs need no clamp or NaN test as they are quantized (see _quantize).
 
     v_rows: rows of v's storage along N that may be read (>= N, zero past N), as quantize_qkv returns;
-    the default N reads exactly v.
+    given, v is quantize_qkv's v as well: each group of 16 keys stored in the P.V operand's order
+    (quantize_triton.operand_key_order). The default None reads exactly v, keys in their own order.
     """
     z, h, n, d = q.shape
+    v_operand_order = v_rows is not None
     v_rows = n if v_rows is None else v_rows
     block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
     dummy = scales.inv_c  # never read when the flag is off
@@ -319,6 +341,6 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_rows=None, scale
         h, n, v_rows, windows, grid_class,
         HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
         HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
-        SCALES_FROM_X=scales_from_inputs, **launch_options,
+        SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order, **launch_options,
     )
     return out

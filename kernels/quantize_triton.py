@@ -16,20 +16,24 @@ from . import quant
 from .amax_triton import (
     abs_max_init, abs_max_update, inverse_scale, program_head, scales_from_amax_bits, tensor_of,
 )
-from .qflash_triton import _quantize
+from .qflash_triton import _quantize, _to_operand_order
 
 
 @triton.jit
 def _quantize_rows(base, sn, sd, out, out_sn, out_sd, rows, N, inv_scale,
-                   HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    # rows 0..rows-1 of one head to int8 at out; rows past N read as 0
+                   HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                   OPERAND_ORDER: tl.constexpr = False):
+    # rows 0..rows-1 of one head to int8 at out; rows past N read as 0. OPERAND_ORDER: each group of 16
+    # rows stored in the order in which the attention kernel's P.V operand holds the keys
     offs_d = tl.arange(0, BLOCK_D)
     dim_ok = offs_d[None, :] < HEAD_DIM
     for start in range(0, rows, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=(offs_n[:, None] < N) & dim_ok, other=0.0)
-        tl.store(out + offs_n[:, None] * out_sn + offs_d[None, :] * out_sd, _quantize(x, inv_scale),
-                 mask=(offs_n[:, None] < rows) & dim_ok)
+        x = _quantize(x, inv_scale)
+        if OPERAND_ORDER:
+            x = tl.trans(_to_operand_order(tl.trans(x), BLOCK_D, BLOCK_N))
+        tl.store(out + offs_n[:, None] * out_sn + offs_d[None, :] * out_sd, x, mask=(offs_n[:, None] < rows) & dim_ok)
 
 
 @triton.jit
@@ -37,10 +41,10 @@ def _quantize_head(which, zh, base, sn, sd, QK_OUT, VT_OUT, ZH, N, N_PAD, inv_sc
                    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, FIRST: tl.constexpr):
     # FIRST = 1: Q stays in float (the attention kernel quantizes it on load) and QK_OUT holds K alone
     if which == 2:
-        # V transposed to (D, N_PAD), keys contiguous: the order of the P.V dot's operand in shared
-        # memory. Padding keys hold 0 (their probability is 0 as well).
+        # V transposed to (D, N_PAD), keys contiguous, each 16 in the P.V operand's order: as the dot
+        # reads its operand from shared memory. Padding keys hold 0 (their probability is 0 as well).
         out = VT_OUT + zh.to(tl.int64) * HEAD_DIM * N_PAD
-        _quantize_rows(base, sn, sd, out, 1, N_PAD, N_PAD, N, inv_scale, HEAD_DIM, BLOCK_N, BLOCK_D)
+        _quantize_rows(base, sn, sd, out, 1, N_PAD, N_PAD, N, inv_scale, HEAD_DIM, BLOCK_N, BLOCK_D, True)
     else:
         out = QK_OUT + ((which - FIRST) * ZH + zh).to(tl.int64) * N * HEAD_DIM
         _quantize_rows(base, sn, sd, out, HEAD_DIM, 1, N, N, inv_scale, HEAD_DIM, BLOCK_N, BLOCK_D)
@@ -95,6 +99,22 @@ def _int8_buffers(q, quantize_q):
     return qk, vt, n_pad
 
 
+def operand_key_order(n_pad: int) -> torch.Tensor:
+    """The key stored at each of the n_pad positions of quantize_qkv's V (a multiple of 16): in each group of
+    16, position 4c + 2j + e holds key 8j + 2c + e (qflash_triton._to_operand_order)."""
+    pos = torch.arange(n_pad)
+    return (pos & -16) | (((pos >> 1) & 1) << 3) | (((pos >> 2) & 3) << 1) | (pos & 1)
+
+
+def v_in_key_order(v8: torch.Tensor, v_rows: int) -> torch.Tensor:
+    """quantize_qkv's v8 with its keys back in their own order: (Z, H, N, D), a copy."""
+    z, h, n, d = v8.shape
+    padded = torch.as_strided(v8, (z, h, v_rows, d), v8.stride())
+    by_key = torch.empty_like(padded)
+    by_key[:, :, operand_key_order(v_rows).to(v8.device)] = padded
+    return by_key[:, :, :n]
+
+
 def _int8_views(q, qk, vt, n, n_pad):
     q_out = qk[0] if qk.shape[0] == 2 else q
     return q_out, qk[-1], vt.transpose(2, 3)[:, :, :n], n_pad
@@ -104,7 +124,8 @@ def quantize_qkv(q, k, v, scales, quantize_q: bool = True) -> tuple[torch.Tensor
     """int8 copies of q, k, v quantized with the per-z scales, laid out for the attention kernel.
 
     Returns (q8, k8, v8, v_rows): q8, k8 contiguous (Z, H, N, D); v8 a (Z, H, N, D) view of a
-    (Z, H, D, v_rows) tensor whose keys N..v_rows-1 are zero (pass v_rows to launch_qflash).
+    (Z, H, D, v_rows) tensor whose position i holds key operand_key_order(v_rows)[i], zero for keys N and
+    past (pass v_rows to launch_qflash: it then reads v8 in that order).
     quantize_q=False returns q itself as q8: the kernel reads every query row once, so quantizing Q as it
     loads costs less than a pass that writes int8 Q and a kernel that reads it back.
     """

@@ -212,26 +212,29 @@ def test_fused_scales_match_the_torch_path(rng, device, granularity, group, d):
 
 @pytest.mark.parametrize("n, d, dtype", [(197, 64, torch.float16), (49, 32, torch.bfloat16), (3, 16, torch.float32)])
 def test_one_pass_quantization_matches_the_reference_rounding(rng, device, n, d, dtype):
-    from qflash_kernels.quantize_triton import quantize_qkv
+    from qflash_kernels.quantize_triton import operand_key_order, quantize_qkv, v_in_key_order
 
     q, k, v = random_qkv(rng, 3, 2, n, d, dtype=dtype, device=device)  # strided views of one qkv tensor
     q[0, 1, 0, 0] = float("nan")
     scales = compute_scales(q, k, v, "static", static_scales=(0.01, 0.02, 0.015))  # saturates on purpose
     q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
-    for got, x, inv in zip((q8, k8, v8), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
+    # V is stored transposed, keys contiguous, padded with zeros to a multiple of 16, and each 16 keys in
+    # the order of the kernel's P.V operand
+    assert v_rows % 16 == 0 and n <= v_rows < n + 16 and v8.stride()[2:] == (1, v_rows)
+    padded = torch.as_strided(v8, (3, 2, v_rows, d), v8.stride())
+    order = operand_key_order(v_rows)
+    assert sorted(order.tolist()) == list(range(v_rows)) and not torch.equal(order, torch.arange(v_rows))
+    assert (padded[:, :, (order >= n).to(device)] == 0).all()
+    for got, x, inv in zip((q8, k8, v_in_key_order(v8, v_rows)), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
         assert got.dtype == torch.int8 and got.shape == x.shape
         assert torch.equal(got.to(torch.int32), quantize_int8(x, inv))
         assert got.abs().max() == 127
     assert q8.is_contiguous() and k8.is_contiguous()
-    # V is stored transposed, keys contiguous and padded with zeros to a multiple of 16
-    assert v_rows % 16 == 0 and n <= v_rows < n + 16 and v8.stride()[2:] == (1, v_rows)
-    padded = torch.as_strided(v8, (3, 2, v_rows, d), v8.stride())
-    assert (padded[:, :, n:] == 0).all()
 
 
 @pytest.mark.parametrize("n, d, dtype", [(197, 64, torch.float16), (70, 32, torch.float32)])
 def test_one_launch_amax_and_int8_equal_the_separate_launches(rng, device, n, d, dtype):
-    from qflash_kernels.quantize_triton import quantize_qkv, scales_and_int8_qkv
+    from qflash_kernels.quantize_triton import operand_key_order, quantize_qkv, scales_and_int8_qkv
 
     q, k, v = random_qkv(rng, 4, 3, n, d, dtype=dtype, device=device)
     k[1] = 0.0
@@ -247,7 +250,7 @@ def test_one_launch_amax_and_int8_equal_the_separate_launches(rng, device, n, d,
         assert got.shape == want.shape and got.stride() == want.stride() and torch.equal(got, want)
     assert int8[3] == want_int8[3]
     padded = torch.as_strided(int8[2], (4, 3, int8[3], d), int8[2].stride())
-    assert (padded[:, :, n:] == 0).all()
+    assert (padded[:, :, (operand_key_order(int8[3]) >= n).to(device)] == 0).all()
 
 
 def test_passes_leaving_q_in_float(rng, device):
@@ -279,7 +282,7 @@ def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rn
     rounding must both send them to the even neighbour, on load and in the quantize pass."""
     from qflash_kernels.qflash_triton import launch_qflash
     from qflash_kernels.quant import BIAS_INT_LIMIT, bias_to_score_units
-    from qflash_kernels.quantize_triton import quantize_qkv
+    from qflash_kernels.quantize_triton import quantize_qkv, v_in_key_order
 
     ties = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 125.5, 126.5, 127.5, 300.0, -300.0, 3.0])
     assert quantize_int8(ties.view(1, -1), torch.ones(1)).view(-1).tolist() == [
@@ -288,7 +291,7 @@ def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rn
     q, k, v = (ties[torch.randint(0, len(ties), (2, 2, n, d), generator=rng)].half().to(device) for _ in range(3))
     scales = compute_scales(q, k, v, "static", static_scales=(1.0, 1.0, 1.0))
     q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
-    for got, x, inv in zip((q8, k8, v8), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
+    for got, x, inv in zip((q8, k8, v_in_key_order(v8, v_rows)), (q, k, v), (scales.inv_q, scales.inv_k, scales.inv_v)):
         assert torch.equal(got.to(torch.int32), quantize_int8(x, inv))
 
     # bias in score units: inv_c = sqrt(16) / (1 * 1) = 4, so odd multiples of 1/8 are ties
