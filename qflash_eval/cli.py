@@ -172,23 +172,31 @@ def run(args: argparse.Namespace) -> int:
     seconds, warmup, (wall, data_wait, first_batch) = seconds[:len(modes)], seconds[len(modes):2 * len(modes)], \
         seconds[2 * len(modes):]
     interrupted = bool(gather_object([interrupted]).count(True)) if accelerator.num_processes > 1 else interrupted
-    if not accelerator.is_main_process:
-        return 0
-    indices = [r[0] for r in rows]
-    if len(set(indices)) != len(indices):
-        raise RuntimeError("an image was evaluated twice across processes: data sharding is broken")
-    if not interrupted and source.size is not None and len(rows) != source.size:
-        raise RuntimeError(f"evaluated {len(rows)} images but the source holds {source.size}")
+    try:
+        if not accelerator.is_main_process:
+            return 0
+        indices = [r[0] for r in rows]
+        if len(set(indices)) != len(indices):
+            raise RuntimeError("an image was evaluated twice across processes: data sharding is broken")
+        if not interrupted and source.size is not None and len(rows) != source.size:
+            raise RuntimeError(f"evaluated {len(rows)} images but the source holds {source.size}")
 
-    report = build_report(args, loaded, source, mode_models, rows, seconds, device,
-                          accelerator.num_processes, interrupted, calibration)
-    report["timing"] = rep.timing(len(rows), wall, data_wait, first_batch, seconds, dict(zip(modes, warmup)))
-    report["data"]["transform"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
-    json_path = pathlib.Path(args.results) if args.results else default_results_path(args.model)
-    files = rep.write_outputs(report, json_path, rows)
-    print(rep.markdown(report))
-    print("written: " + ", ".join(str(f) for f in files))
-    return 130 if interrupted else 0
+        report = build_report(args, loaded, source, mode_models, rows, seconds, device,
+                              accelerator.num_processes, interrupted, calibration)
+        report["timing"] = rep.timing(len(rows), wall, data_wait, first_batch, seconds, dict(zip(modes, warmup)))
+        report["data"]["transform"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
+        json_path = pathlib.Path(args.results) if args.results else default_results_path(args.model)
+        files = rep.write_outputs(report, json_path, rows)
+        print(rep.markdown(report))
+        print("written: " + ", ".join(str(f) for f in files))
+        return 130 if interrupted else 0
+    finally:
+        if accelerator.num_processes > 1:
+            # every process leaves together, once the report is written (or has failed), and closes the
+            # process group itself: a process that exited with it open aborted in its teardown once
+            # (gloo on CPU, under load)
+            accelerator.wait_for_everyone()
+            torch.distributed.destroy_process_group()
 
 
 def _calibrate(mode_models, source, transform, args, device) -> dict:

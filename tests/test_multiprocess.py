@@ -33,7 +33,8 @@ def run_eval(data, weights, out, processes):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    # the failing rank's own message comes before torchrun's summary: show both ends
+    assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-1500:]
     return json.loads(out.read_text())
 
 
