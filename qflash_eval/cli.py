@@ -17,6 +17,7 @@ from .attention_swap import (
 from .config import preset
 from .data import DEFAULT_HUB_DATASET, DataError, make_loader, open_source
 from .evaluate import ModeModel, evaluate
+from .graphs import GraphedForward
 from .hub import HubUnavailableError
 from .models import create_model
 
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qflash-backend", choices=["auto", "triton", "reference"],
                    help="auto: the Triton kernel on CUDA, the bit-exact PyTorch reference on CPU")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto (accelerate's choice)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay each mode's forward from CUDA graphs (one per batch shape): images/s without "
+                   "the host's launch time, as deployed; same results")
     p.add_argument("--results", help="JSON path; CSV, Markdown and per-image predictions go beside it "
                    "(default results/<model>-<time>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -127,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     modes = parse_modes(args.mode, with_reference=not args.no_fp16_reference)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for but no CUDA device is visible")
+    if args.cuda_graphs and (args.device == "cpu" or not torch.cuda.is_available()):
+        raise RuntimeError("--cuda-graphs needs a CUDA device; this run is on the CPU")
     accelerator = Accelerator(cpu=args.device == "cpu")
     device = accelerator.device
     integer_dtype = DTYPES[args.dtype]
@@ -144,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         config = AttentionConfig(mode, args.granularity, args.ivit_bits, args.qflash_backend)
         replaced = swap_attention(model, config)
         dtype = mode_dtype(mode, integer_dtype)
-        mode_models.append(ModeModel(mode, model.to(device=device, dtype=dtype).eval(), dtype, replaced))
+        model = model.to(device=device, dtype=dtype).eval()
+        mode_models.append(ModeModel(mode, model, dtype, replaced, GraphedForward(model) if args.cuda_graphs else None))
     del loaded.model
 
     calibration = None
@@ -243,6 +250,7 @@ def build_report(args, loaded, source, mode_models, rows, seconds, device, world
             entry["key_tile"] = KEY_TILE
         if m.mode == "ivit":
             entry["output_bits"] = args.ivit_bits
+        entry["cuda_graphs"] = m.graphed.describe() if m.graphed is not None else None
     alias = loaded.alias
     return {
         "model": args.model,
@@ -255,6 +263,7 @@ def build_report(args, loaded, source, mode_models, rows, seconds, device, world
         "calibration": calibration,
         "batch_size": args.batch_size,
         "workers": args.workers,
+        "cuda_graphs": bool(args.cuda_graphs),
         "interrupted": interrupted,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "eval.py " + " ".join(sys.argv[1:]),

@@ -149,7 +149,8 @@ def markdown(report: dict) -> str:
     head = (
         f"**{report['model']}** ({report['weights']}), data {report['data']['source']} "
         f"({report['data']['count']} images), granularity {report['granularity']}, batch {report['batch_size']}, "
-        f"{p['device']}" + (" — INTERRUPTED, partial" if report.get("interrupted") else "")
+        f"{p['device']}" + (", CUDA graphs" if report.get("cuda_graphs") else "")
+        + (" — INTERRUPTED, partial" if report.get("interrupted") else "")
     )
     text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n"
     t = report.get("timing")

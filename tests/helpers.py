@@ -21,3 +21,10 @@ def swin_bias_and_mask(rng, h, n, windows, device="cpu"):
 
 def sqnr_db(out: torch.Tensor, ref: torch.Tensor) -> float:
     return 20 * math.log10(ref.double().norm().item() / (out.double() - ref.double()).norm().item())
+
+
+def tiny_vit(**kw):
+    """A small random-weight timm ViT (64 x 64 images, 10 classes): shapes and plumbing only."""
+    import timm
+
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=10, **kw).eval()

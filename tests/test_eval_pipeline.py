@@ -16,9 +16,7 @@ from qflash_eval.cli import main, parse_modes
 from qflash_eval.evaluate import ModeModel, evaluate
 from qflash_eval.report import source_fingerprint
 
-
-def tiny_vit(**kw):
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=10, **kw).eval()
+from helpers import tiny_vit
 
 
 def tiny_swin():
@@ -165,6 +163,30 @@ def test_loop_separates_data_wait_warmup_and_model_time():
     assert t["images_per_s"] == round(4 / outcome.wall_seconds, 1)
 
 
+class CapturingForward:
+    """Stands in for graphs.GraphedForward: the first call of each input shape spends 0.2 s capturing."""
+
+    def __init__(self, model):
+        self.model, self.setup_seconds, self.shapes = model, 0.0, set()
+
+    def __call__(self, x):
+        if x.shape not in self.shapes:
+            self.shapes.add(x.shape)
+            time.sleep(0.2)
+            self.setup_seconds += 0.2
+        return self.model(x)
+
+
+def test_graph_capture_counts_as_warmup_not_model_time():
+    model = tiny_vit()
+    batches = [(torch.randn(2, 3, 64, 64), torch.tensor([1, 2]), torch.tensor([0, 1])),
+               (torch.randn(1, 3, 64, 64), torch.tensor([3]), torch.tensor([2]))]  # a short last batch
+    outcome, _ = evaluate([ModeModel("fp32", model, torch.float32, 0, CapturingForward(model))], batches,
+                          torch.device("cpu"), warmup=False)
+    assert outcome.warmup_seconds[0] == pytest.approx(0.4)
+    assert 0 < outcome.seconds[0] < 0.2
+
+
 def test_summary_agreement_and_paired_interval():
     rows = [(0, 1, [1, 1], [1, 1]), (1, 2, [2, 3], [1, 1]), (2, 3, [0, 0], [0, 1]), (3, 4, [4, 4], [1, 1])]
     res = rep.summarize(["fp16", "qflash"], rows, [1.0, 2.0])
@@ -190,6 +212,7 @@ def test_parse_modes():
         (["--model", "deit_tiny", "--mode", "fastest", "--data", "."], "unknown mode"),
         (["--model", "deit_tiny", "--weights", "/nonexistent/w.safetensors"], "weights file not found"),
         (["--model", "deit_tiny", "--weights", __file__.replace(".py", ".missing")], "not found"),
+        (["--model", "deit_tiny", "--device", "cpu", "--cuda-graphs"], "--cuda-graphs needs a CUDA device"),
     ],
 )
 def test_cli_errors_are_clear_and_nonzero(argv, message, capsys):

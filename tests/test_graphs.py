@@ -1,0 +1,52 @@
+"""CUDA-graph replay of a model's forward (eval.py --cuda-graphs): same outputs as eager calls.
+
+On a machine without a GPU these tests check the clear refusal of CPU inputs instead."""
+import pytest
+import torch
+
+from qflash_eval.attention_swap import AttentionConfig, swap_attention
+from qflash_eval.graphs import GraphedForward
+
+from helpers import tiny_vit
+
+
+def test_graphed_forward_replays_the_model_or_refuses_cpu_inputs(device, rng):
+    model = tiny_vit()
+    swap_attention(model, AttentionConfig("qflash"))
+    graphed = GraphedForward(model, max_shapes=2)
+    x = torch.randn(4, 3, 64, 64, generator=rng)
+    if device.type != "cuda":  # nothing to capture: a clear error instead of a silent eager run
+        with pytest.raises(RuntimeError, match="CUDA device"):
+            graphed(x)
+        return
+    model.to(device=device, dtype=torch.float16)
+    x, y = x.to(device, torch.float16), torch.randn(4, 3, 64, 64, generator=rng).to(device, torch.float16)
+    with torch.inference_mode():
+        first = graphed(x)
+        assert torch.equal(first, model(x))
+        assert torch.equal(graphed(y), model(y))  # a second replay of the same graph, new input
+        assert torch.equal(first, model(x))  # the caller's copy is not overwritten by that replay
+        assert torch.equal(graphed(x[:1]), model(x[:1]))  # a second shape, a second graph
+        assert torch.equal(graphed(x[:3]), model(x[:3]))  # past max_shapes: eager
+    assert graphed.describe() == {"captured_shapes": [[4, 3, 64, 64], [1, 3, 64, 64]], "eager_calls": 1,
+                                  "fallback": None}
+    assert graphed.setup_seconds > 0
+
+
+class HostSynchronizing(torch.nn.Module):
+    def forward(self, x):
+        return x * (x.abs().max().item() + 1.0)  # .item() waits for the GPU: not capturable
+
+
+def test_graphed_forward_falls_back_to_eager_when_capture_fails(device):
+    graphed = GraphedForward(HostSynchronizing())
+    x = torch.arange(6.0).view(2, 3)
+    if device.type != "cuda":
+        with pytest.raises(RuntimeError, match="CUDA device"):
+            graphed(x)
+        return
+    x = x.to(device)
+    for _ in range(2):
+        assert torch.equal(graphed(x), x * 6.0)
+    assert graphed.graphs == {} and graphed.eager_calls == 2
+    assert graphed.fallback.startswith("capture failed for input [2, 3]")
