@@ -201,8 +201,12 @@ def run(args: argparse.Namespace) -> int:
         if accelerator.num_processes > 1:
             # every process leaves together, once the report is written (or has failed), and closes the
             # process group itself: a process that exited with it open aborted in its teardown once
-            # (gloo on CPU, under load)
-            accelerator.wait_for_everyone()
+            # (gloo on CPU, under load). CPU runs call the barrier directly: accelerate's names the
+            # process's CUDA device, which does not exist on a host with fewer GPUs than processes.
+            if device.type == "cpu":
+                torch.distributed.barrier()
+            else:
+                accelerator.wait_for_everyone()
             torch.distributed.destroy_process_group()
 
 
