@@ -1,19 +1,22 @@
-"""qflash_kernels: integer attention for vision transformers (QFlash, I-ViT Shiftmax, ablation)."""
-from .attention import (
-    BACKENDS,
-    int8_attention_float_softmax,
-    ivit_attention,
-    qflash_attention,
-    qflash_attention_int8,
+"""qflash_kernels: integer attention for vision transformers.
+
+Variants (each `<name>_attention` here, its PyTorch specification `reference.<name>_reference`):
+qflash (this project's integer online softmax, one Triton kernel), qflash_paper (QFlash as published),
+ivit (I-ViT Shiftmax), int8qkv (int8 Q/K/V with a float softmax, an ablation).
+Layout: constants.py and scales.py (torch only), reference/ (the specifications), jit/ (Triton kernels,
+shared helpers in jit/helpers.py), api.py (checks and dispatch).
+"""
+from .api import (
+    BACKENDS, compute_scales, int8qkv_attention, ivit_attention, qflash_attention, qflash_attention_int8,
     resolve_backend,
 )
-from .reference import KEY_TILE, qflash_reference
-from .quant import GRANULARITIES, AttentionScales, compute_scales
-from .shiftmax import DEFAULT_OUTPUT_BITS, shiftmax
+from .constants import GRANULARITIES, KEY_TILE
+from .reference import DEFAULT_OUTPUT_BITS, qflash_reference, shiftmax
+from .scales import AttentionScales
 from .validation import SUPPORTED_HEAD_DIMS
 
 __all__ = [
     "BACKENDS", "DEFAULT_OUTPUT_BITS", "GRANULARITIES", "KEY_TILE", "SUPPORTED_HEAD_DIMS",
-    "AttentionScales", "compute_scales", "int8_attention_float_softmax", "ivit_attention",
+    "AttentionScales", "compute_scales", "int8qkv_attention", "ivit_attention",
     "qflash_attention", "qflash_attention_int8", "qflash_reference", "resolve_backend", "shiftmax",
 ]

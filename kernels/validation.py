@@ -1,13 +1,14 @@
-"""Input checks shared by every attention variant: clear errors instead of wrong numbers."""
+"""Input checks shared by every attention variant: clear errors that name the argument, not wrong numbers."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 
+from .constants import MAX_SEQUENCE
+
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-MAX_SEQUENCE = 65536  # keeps the integer row sum l below 2**31
 
 
 def check_attention_inputs(

@@ -11,27 +11,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-import qflash_kernels as qk
-from qflash_kernels.quant import window_mask_per_z
+from qflash_kernels.scales import window_mask_per_z
 
-FLOAT_MODES = ("fp32", "fp16")
-INTEGER_MODES = ("ivit", "qflash", "int8qkv")
-MODES = FLOAT_MODES + INTEGER_MODES
-MODE_DESCRIPTIONS = {
-    "fp32": "float32 model, PyTorch SDPA",
-    "fp16": "float16 model, PyTorch SDPA",
-    "ivit": "int8 Q/K/V, materialized scores requantized to int8, I-ViT Shiftmax, integer P.V",
-    "qflash": "int8 Q/K/V, QFlash integer online softmax (Triton kernel or its bit-exact reference)",
-    "int8qkv": "ablation: int8 Q/K/V with an exact float softmax",
-}
-
-
-@dataclass
-class AttentionConfig:
-    mode: str
-    granularity: str = "sample"
-    ivit_output_bits: int = qk.DEFAULT_OUTPUT_BITS
-    backend: str = "auto"  # qflash only: auto | triton | reference
+from .modes import MODES, AttentionConfig
 
 
 @dataclass
@@ -64,6 +46,9 @@ class _IntegerAttentionBase(nn.Module):
         self.config = config
         self.context = context
         self.static_range = StaticRange()
+        self.mode = MODES[config.mode]
+        if not self.mode.is_integer:
+            raise ValueError(f"not an integer attention mode: {config.mode!r}")
 
     def attend(self, q, k, v, bias=None, mask=None, group=1):
         cfg = self.config
@@ -71,14 +56,8 @@ class _IntegerAttentionBase(nn.Module):
             self.static_range.update(q, k, v)
             return _float_attention(q, k, v, bias, mask)
         static = self.static_range.scales() if cfg.granularity == "static" else None
-        common = dict(granularity=cfg.granularity, group=group, static_scales=static, bias=bias, mask=mask)
-        if cfg.mode == "qflash":
-            return qk.qflash_attention(q, k, v, backend=cfg.backend, **common)
-        if cfg.mode == "ivit":
-            return qk.ivit_attention(q, k, v, output_bits=cfg.ivit_output_bits, **common)
-        if cfg.mode == "int8qkv":
-            return qk.int8_attention_float_softmax(q, k, v, **common)
-        raise ValueError(f"not an integer attention mode: {cfg.mode!r}")
+        return self.mode.attend(q, k, v, cfg, granularity=cfg.granularity, group=group, static_scales=static,
+                                bias=bias, mask=mask)
 
 
 def _float_attention(q, k, v, bias, mask):
@@ -166,7 +145,9 @@ def swap_attention(model: nn.Module, config: AttentionConfig) -> int:
         )
     if not targets:
         raise UnsupportedAttentionError("no timm Attention or WindowAttention module found in the model")
-    if config.mode in FLOAT_MODES:
+    if config.mode not in MODES:
+        raise ValueError(f"unknown mode {config.mode!r}; choose from {', '.join(MODES)}")
+    if not MODES[config.mode].is_integer:
         for _, module in targets:
             module.fused_attn = True
         return 0

@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Optional
 
+DEFAULT_HUB_DATASET = "ILSVRC/imagenet-1k"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 

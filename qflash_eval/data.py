@@ -24,7 +24,6 @@ from .hub import HubUnavailableError, go_offline_if_unreachable
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 WNID = re.compile(r"^n\d{8}")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
-DEFAULT_HUB_DATASET = "ILSVRC/imagenet-1k"
 
 
 class DataError(ValueError):

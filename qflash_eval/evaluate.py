@@ -16,6 +16,7 @@ class ModeModel:
     dtype: torch.dtype
     replaced: int  # attention modules swapped (0 for float modes)
     graphed: Optional[Callable] = None  # graphs.GraphedForward of model, when CUDA graphs are asked for
+    config: Optional[object] = None  # the modes.AttentionConfig the model was swapped with
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return (self.graphed or self.model)(images.to(self.dtype))

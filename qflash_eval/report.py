@@ -1,48 +1,51 @@
-"""Accuracy tables from per-image outcomes; JSON, CSV and Markdown files; merging saved results."""
+"""The report of one run: assembly from the run's pieces, the timing breakdown, and its Markdown text."""
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
-import math
-import pathlib
-import platform
-import subprocess
-from importlib import metadata
+import datetime as dt
+import sys
 from typing import Optional
 
-REFERENCE_MODE = "fp16"
-PACKAGES = ("torch", "triton", "timm", "datasets", "accelerate", "safetensors", "numpy", "pillow")
-COLUMNS = ("mode", "top1", "top5", "delta_top1", "delta_top1_ci95", "agreement", "count", "images_per_s")
+from .modes import MODES
+from .provenance import provenance
+from .stats import summarize
+
+SCHEMA_VERSION = 2
 
 
-def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict:
-    """rows: (index, label, [top1 per mode], [hit5 per mode]) for every image, each image once."""
-    n = len(rows)
-    ref = modes.index(REFERENCE_MODE) if REFERENCE_MODE in modes else None
-    results = {}
-    for j, mode in enumerate(modes):
-        correct = [r[2][j] == r[1] for r in rows]
-        entry = {
-            "top1": _pct(sum(correct), n),
-            "top5": _pct(sum(bool(r[3][j]) for r in rows), n),
-            "count": n,
-            "correct_top1": sum(correct),
-            "images_per_s": round(n / seconds[j], 2) if seconds[j] > 0 else None,
-            "agreement": None,
-            "delta_top1": None,
-            "delta_top1_ci95": None,
-        }
-        if ref is not None and n:
-            ref_correct = [r[2][ref] == r[1] for r in rows]
-            entry["agreement"] = _pct(sum(r[2][j] == r[2][ref] for r in rows), n)
-            diffs = [int(a) - int(b) for a, b in zip(correct, ref_correct)]
-            mean, half = paired_interval(diffs)
-            entry["delta_top1"] = round(100 * mean, 3)
-            entry["delta_top1_ci95"] = [round(100 * (mean - half), 3), round(100 * (mean + half), 3)]
-        results[mode] = entry
-    return results
+def build_report(args, loaded, source, mode_models, rows, seconds, device, device_label, world, interrupted,
+                 calibration, data_config) -> dict:
+    """The results JSON: per-mode accuracy and statistics, and everything that produced them."""
+    modes = [m.mode for m in mode_models]
+    results = summarize(modes, rows, seconds)
+    for m in mode_models:
+        entry = results[m.mode]
+        mode = MODES[m.mode]
+        entry["dtype"] = str(m.dtype).replace("torch.", "")
+        entry["attention"] = mode.description
+        entry["attention_modules_replaced"] = m.replaced
+        entry.update(mode.report_fields(m.config, device))
+        entry["cuda_graphs"] = m.graphed.describe() if m.graphed is not None else None
+    alias = loaded.alias
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": args.model,
+        "timm_name": loaded.timm_name,
+        "weights": loaded.weights,
+        "weights_sha256": loaded.weights_sha256,
+        "paper_top1": {"fp32": alias.paper_fp32_top1, "qflash": alias.paper_qflash_top1} if alias else None,
+        "data": {"source": source.describe(), "count": len(rows), "requested": args.num_samples,
+                 "transform": data_config},
+        "granularity": args.granularity,
+        "calibration": calibration,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "cuda_graphs": bool(args.cuda_graphs),
+        "interrupted": interrupted,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "eval.py " + " ".join(sys.argv[1:]),
+        "provenance": provenance(device_label, world),
+        "results": results,
+    }
 
 
 def timing(images: int, wall: float, data_wait: float, first_batch: float, model_seconds: list[float],
@@ -64,58 +67,6 @@ def timing(images: int, wall: float, data_wait: float, first_batch: float, model
     }
 
 
-def paired_interval(diffs: list[int]) -> tuple[float, float]:
-    """Mean of paired differences and the half-width of its normal 95 % interval."""
-    n = len(diffs)
-    if n < 2:
-        return (float(diffs[0]) if diffs else 0.0), float("nan")
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    return mean, 1.96 * math.sqrt(var / n)
-
-
-def _pct(k: int, n: int) -> Optional[float]:
-    return round(100.0 * k / n, 3) if n else None
-
-
-def provenance(device_name: str, world_size: int) -> dict:
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    versions["python"] = platform.python_version()
-    root = pathlib.Path(__file__).resolve().parents[1]
-    return {"device": device_name, "processes": world_size, "versions": versions, "commit": git_commit(),
-            "source_sha256": source_fingerprint(root)}
-
-
-SOURCE_GLOBS = ("kernels/*.py", "qflash_eval/*.py", "eval.py", "configs/*.toml")
-
-
-def source_fingerprint(root: pathlib.Path) -> str:
-    """SHA-256 (16 hex digits) over the code that produces results: identifies it where git cannot (a
-    copy of a working tree, an uncommitted change)."""
-    digest = hashlib.sha256()
-    for path in sorted({p for pattern in SOURCE_GLOBS for p in root.glob(pattern)}):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def git_commit() -> Optional[str]:
-    root = pathlib.Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if sha.returncode:
-        return None
-    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
 def _fmt(value, digits=2) -> str:
     if value is None:
         return "-"
@@ -126,16 +77,28 @@ def _fmt(value, digits=2) -> str:
     return str(value)
 
 
+def _discordant(r: dict) -> str:
+    d = r.get("discordant")
+    return "-" if d is None else f"{d['only_mode_right']} / {d['only_fp16_right']}"
+
+
+def _p_value(r: dict) -> str:
+    p = r.get("mcnemar_p")
+    return "-" if p is None else f"{p:.3g}"
+
+
 def table_rows(report: dict) -> list[list[str]]:
     out = []
     for mode, r in report["results"].items():
-        delta = None if r["delta_top1"] is None else f"{r['delta_top1']:+.2f}"
-        out.append([mode, _fmt(r["top1"]), _fmt(r["top5"]), delta or "-", _fmt(r["delta_top1_ci95"]),
-                    _fmt(r["agreement"]), str(r["count"]), _fmt(r["images_per_s"], 1)])
+        delta = None if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
+        out.append([mode, _fmt(r["top1"]), _fmt(r["top5"]), delta or "-", _fmt(r.get("delta_top1_ci95")),
+                    _discordant(r), _p_value(r), _fmt(r.get("agreement")), str(r["count"]),
+                    _fmt(r.get("images_per_s"), 1)])
     return out
 
 
-HEADER = ["mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "95% CI (paired)", "agree w/ fp16 %", "images", "images/s"]
+HEADER = ["mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "95% CI (Newcombe)", "only mode / only fp16 right",
+          "McNemar p", "agree w/ fp16 %", "images", "images/s"]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -160,45 +123,3 @@ def markdown(report: dict) -> str:
                  f"waiting for data {t['data_wait_s']} s, models {t['model_s']} s, "
                  f"rest of the loop {t['loop_other_s']} s)\n")
     return text
-
-
-def write_outputs(report: dict, json_path: pathlib.Path, prediction_rows: list[tuple]) -> list[pathlib.Path]:
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    csv_path = json_path.with_suffix(".csv")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(list(COLUMNS))
-    for mode, r in report["results"].items():
-        writer.writerow([mode] + [json.dumps(r[c]) if isinstance(r[c], list) else r[c] for c in COLUMNS[1:]])
-    csv_path.write_text(buf.getvalue())
-    md_path = json_path.with_suffix(".md")
-    md_path.write_text(markdown(report))
-    pred_path = json_path.with_name(json_path.stem + ".predictions.csv")
-    modes = list(report["results"])
-    with open(pred_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["index", "label"] + [f"top1_{m}" for m in modes] + [f"top5_hit_{m}" for m in modes])
-        for index, label, top1, hit5 in sorted(prediction_rows):
-            w.writerow([index, label] + list(top1) + [int(h) for h in hit5])
-    return [json_path, csv_path, md_path, pred_path]
-
-
-def compare(paths: list[str]) -> str:
-    """One Markdown table of several saved result files."""
-    header = ["run", "model", "mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "agree w/ fp16 %", "images",
-              "granularity", "dtype", "data"]
-    rows = []
-    for path in paths:
-        try:
-            report = json.loads(pathlib.Path(path).read_text())
-            results = report["results"]
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"{path} is not a qflash-eval results file: {err}") from err
-        for mode, r in results.items():
-            delta = "-" if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
-            rows.append([pathlib.Path(path).stem, report.get("model", "?"), mode, _fmt(r.get("top1")),
-                         _fmt(r.get("top5")), delta, _fmt(r.get("agreement")), str(r.get("count")),
-                         report.get("granularity", "?"), str(r.get("dtype", "?")),
-                         f"{report['data']['source']} ({report['data']['count']})"])
-    return markdown_table(header, rows)

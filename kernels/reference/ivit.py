@@ -1,4 +1,4 @@
-"""I-ViT-style integer attention: scores materialized, requantized to int8, Shiftmax, integer P.V.
+"""ivit: I-ViT-style integer attention: scores materialized, requantized to int8, Shiftmax, integer P.V.
 
 Follows I-ViT (Li & Gu, ICCV 2023): x * log2(e) ~= x + x/2 - x/16 on integers, exp2 split into a
 shift and a linear term, n = 15, normalisation by one integer division per row, output at
@@ -11,7 +11,8 @@ from typing import Optional
 
 import torch
 
-from .quant import QMAX, AttentionScales, quantize_int8, window_mask_per_z
+from ..constants import QMAX
+from ..scales import AttentionScales, quantize_int8, window_mask_per_z
 
 SHIFTMAX_N = 15
 DEFAULT_OUTPUT_BITS = 16
@@ -37,7 +38,7 @@ def shiftmax(x: torch.Tensor, scale: torch.Tensor, output_bits: int = DEFAULT_OU
     return (e * f) >> (32 - output_bits)
 
 
-def ivit_attention_int(
+def ivit_reference(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,

@@ -1,37 +1,22 @@
-"""Per-tensor int8 quantization of Q, K, V and the integer constants derived from the scales.
+"""Per-tensor int8 scales of Q, K, V and the integer constants derived from them, with torch ops only.
 
-Everything here runs on the tensors' device with torch ops: no `.item()`, no host sync.
-The Triton kernel and the PyTorch reference both consume the same `AttentionScales`, so the
-float-to-integer bookkeeping is computed once and the two stay bit-exact by construction.
+No `.item()`, no host sync. The Triton kernels and the PyTorch references consume the same
+`AttentionScales`, so the float-to-integer bookkeeping is computed once. jit/amax.py computes the same
+bits on CUDA in two launches; api.compute_scales chooses.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
 
-GRANULARITIES = ("sample", "batch", "static")
-QMAX = 127  # symmetric int8: values are clamped to [-127, 127]
-
-# Exponent fixed point: one doubling of the softmax = 2**EXP_SHIFT units of d * exp_mul.
-EXP_SHIFT = 26
-# exp_mul is clamped to [1, 2**EXP_SHIFT - 1]: one integer score step stays below one doubling, and
-# exp_mul << (32 - EXP_SHIFT) fits in 32 unsigned bits (the kernel's high-half multiplies).
-EXP_MUL_MAX = (1 << EXP_SHIFT) - 1
-# exp_dlim saturates the exponent just below EXP_SATURATE doublings: every shift stays <= 20 and
-# every probability past it is 0.
-EXP_SATURATE = 21
-# Integer bias (score units) is saturated here: score + bias fits in int32, and the kernel rounds every
-# |t| <= 2**22 exactly by adding ROUND_MAGIC in float32 (ties to even, as torch.round).
-BIAS_INT_LIMIT = float(1 << 22)
-ROUND_MAGIC = 1.5 * 2.0**23
-# The output is acc / l with OUT_FRAC_BITS fractional bits before the final float scale.
-OUT_FRAC_BITS = 8
+from .constants import (
+    BIAS_INT_LIMIT, EXP_DLIM_NUMERATOR, EXP_MUL_MAX, FLOAT32_MAX, GRANULARITIES, OUT_FRAC_BITS, QMAX,
+    head_constants,
+)
 
 ScaleArg = Union[float, torch.Tensor]
-FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 @dataclass
@@ -59,7 +44,7 @@ class AttentionScales:
     granularity: str
 
 
-def _group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
+def group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
     """(3, Z) max|x| of q, k, v per leading index z, shared by `group` consecutive z (Swin windows)."""
     z = q.shape[0]
     per_z = torch.stack([t.detach().abs().amax(dim=(1, 2, 3)).float() for t in (q, k, v)])
@@ -68,11 +53,6 @@ def _group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
     if group == 1:
         return per_z
     return per_z.view(3, z // group, group).amax(dim=2).repeat_interleave(group, dim=1)
-
-
-def head_constants(head_dim: int) -> tuple[float, float]:
-    """(log2(e) * 2**EXP_SHIFT / sqrt(D), sqrt(D)) as float64: the only head-dim dependent constants."""
-    return math.log2(math.e) * 2.0**EXP_SHIFT / math.sqrt(head_dim), math.sqrt(head_dim)
 
 
 def static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
@@ -88,7 +68,7 @@ def static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def compute_scales(
+def torch_scales(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -96,7 +76,7 @@ def compute_scales(
     group: int = 1,
     static_scales: Optional[tuple] = None,
 ) -> AttentionScales:
-    """Scales for one attention call.
+    """Scales for one attention call, with torch ops (api.compute_scales picks the CUDA path where it can).
 
     granularity: 'sample' (one scale per image and tensor; `group` consecutive z form one image, as
     Swin's windows do), 'batch' (one scale per tensor over the whole call, as the paper's reference),
@@ -113,17 +93,13 @@ def compute_scales(
         if static_scales is None or len(static_scales) != 3:
             raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
         return scales_from_amax(static_amax(static_scales, z, q.device), d, granularity)
-    if q.is_cuda:  # two launches instead of about thirty small torch ops
-        from .amax_triton import fused_scales
-
-        return fused_scales(q, k, v, granularity, group)
-    return scales_from_amax(_group_amax(q, k, v, granularity, group), d, granularity)
+    return scales_from_amax(group_amax(q, k, v, granularity, group), d, granularity)
 
 
 def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> AttentionScales:
     """All integer constants from a (3, Z) float32 amax of q, k, v.
 
-    The CUDA path (amax_triton._constants_kernel) performs the same IEEE operations in the same order.
+    The CUDA path (jit/amax.py, _constants_kernel) performs the same IEEE operations in the same order.
     exp_mul = floor(s_q s_k log2(e) 2**26 / sqrt(D) + 0.5) in float64; inv_c = sqrt(D) / (s_q s_k) in float32.
     """
     exp_k, sqrt_d = head_constants(head_dim)
@@ -138,7 +114,7 @@ def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> Att
     s = a_eff / qmax
     c = s[0].double() * s[1].double()
     exp_mul = torch.floor(c * exp_k + 0.5).clamp_(1, EXP_MUL_MAX).long()
-    exp_dlim = torch.div(EXP_SATURATE * (1 << EXP_SHIFT) - 1, exp_mul, rounding_mode="floor")
+    exp_dlim = torch.div(EXP_DLIM_NUMERATOR, exp_mul, rounding_mode="floor")
     out_scale = torch.where(finite.all(dim=0), s[2] * 2.0**-OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
     return AttentionScales(
         inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],

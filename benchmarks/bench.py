@@ -1,6 +1,6 @@
 """GPU benchmark: QFlash against PyTorch SDPA on the paper's workloads, and whole models in each mode.
 
-python -m qflash_eval.bench --out results/bench [--batches 1 8 64 256] [--models deit_tiny,vit_base]
+python -m benchmarks.bench --out results/bench [--batches 1 8 64 256] [--models deit_tiny,vit_base]
 Medians of triton.testing.do_bench (eager: the host launches every call) and of CUDA-graph replay (GPU
 time alone), ratios against SDPA measured in the same process the same way, achieved bandwidth against
 a measured device copy. Writes bench.json, bench.md and bench.png.
@@ -15,12 +15,13 @@ from typing import Callable, Optional
 import torch
 
 import qflash_kernels as qk
-from qflash_kernels.qflash_triton import launch_qflash
-from qflash_kernels.quant import compute_scales
-from qflash_kernels.quantize_triton import quantize_qkv
+from qflash_kernels import compute_scales
+from qflash_kernels.jit.qflash import launch_qflash
+from qflash_kernels.jit.quantize import quantize_qkv
 
-from .report import markdown_table, provenance
-from .workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
+from qflash_eval.provenance import provenance
+from qflash_eval.report import markdown_table
+from qflash_eval.workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
 
 SDPA_BACKENDS = ("flash", "efficient", "cudnn")
 
@@ -93,7 +94,7 @@ def bench_workload(name: str, batch: int) -> list[dict]:
     q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
     ints = (q8, k8, v8)
     out = torch.empty(z, n, h, d, dtype=q.dtype, device="cuda").transpose(1, 2)  # as the op and flash SDPA
-    variants["qflash_kernel_int8"] = (lambda: launch_qflash(*ints, out, scales, v_rows=v_rows),
+    variants["qflash_kernel_int8"] = (lambda: launch_qflash(*ints, out, scales, v_operand_order=True, v_rows=v_rows),
                                       3 * elements + 2 * elements)
     variants["qflash_op"] = (lambda: qk.qflash_attention(q, k, v), fp16_bytes)
     variants["ivit_op"] = (lambda: qk.ivit_attention(q, k, v), fp16_bytes)
@@ -134,7 +135,8 @@ def compile_counts() -> dict:
     """Compiled kernel variants for fresh (N, D): first over batches 1 and 256, then how many more batch
     sizes 3, 7, 64, 100, 512 add (0 means no per-batch compiles), and how many launch configs (N, D) may
     choose from (1: the fixed config, no autotuning)."""
-    from qflash_kernels.qflash_triton import INT32_ACC_MAX_N, _uses_fixed_config, qflash_fwd_kernel
+    from qflash_kernels.constants import INT32_ACC_MAX_N
+    from qflash_kernels.jit.qflash import qflash_fwd_kernel, uses_fixed_config
 
     jit = qflash_fwd_kernel.fn
 
@@ -155,7 +157,7 @@ def compile_counts() -> dict:
             call(batch, n, d, h)
         counts[f"N={n},D={d}"] = {"compiled_for_batch_1_and_256": first - before,
                                   "added_by_batches_3_7_64_100_512": compiled() - first,
-                                  "launch_configs": 1 if _uses_fixed_config(d, n > INT32_ACC_MAX_N)
+                                  "launch_configs": 1 if uses_fixed_config(d, n > INT32_ACC_MAX_N)
                                   else len(qflash_fwd_kernel.configs)}
     return counts
 
@@ -181,8 +183,9 @@ def bench_models(models: list[str], batch: int) -> list[dict]:
 
     import timm
 
-    from .attention_swap import AttentionConfig, swap_attention
-    from .config import resolve_model_name
+    from qflash_eval.attention_swap import swap_attention
+    from qflash_eval.config import resolve_model_name
+    from qflash_eval.modes import AttentionConfig
 
     rows = []
     x = torch.randn(batch, 3, 224, 224, device="cuda").half()

@@ -1,4 +1,4 @@
-"""Ablation: int8 Q/K/V (the same scales as QFlash) with an exact float softmax.
+"""int8qkv (ablation): int8 Q/K/V with the same scales as qflash, then an exact float softmax.
 
 Separates the error of quantizing Q/K/V from the error of the integer softmax.
 """
@@ -8,10 +8,10 @@ from typing import Optional
 
 import torch
 
-from .quant import AttentionScales, quantize_int8, window_mask_per_z
+from ..scales import AttentionScales, quantize_int8, window_mask_per_z
 
 
-def int8_float_softmax_attention(
+def int8qkv_reference(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,

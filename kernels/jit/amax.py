@@ -1,11 +1,11 @@
-"""Per-call scales on CUDA in two launches: max|x| of Q, K, V, then every integer constant.
+"""qflash's scales on CUDA in two launches: max|x| of Q, K, V, then every integer constant.
 
 `amax_per_z` reduces each (z, h) slice, or chunks of whole rows when the heads of a row are contiguous
 (timm's views of the qkv buffer), and folds it into slot z // group_div with an atomic max on the float
 bits (non-negative floats order like their int32 bits); non-finite values count as +inf.
-`constants_kernel` computes what quant.scales_from_amax computes with torch, with the same IEEE
+`_constants_kernel` computes what scales.scales_from_amax computes with torch, with the same IEEE
 operations in the same order (divisions correctly rounded, no FMA contraction), so both paths give
-identical bits (checked on the GPU by tests/test_qflash_kernel.py).
+identical bits (checked on the GPU by tests/kernels/test_qflash_kernel.py).
 """
 from __future__ import annotations
 
@@ -15,74 +15,20 @@ import torch
 import triton
 import triton.language as tl
 
-from . import quant
+from .. import constants as c
+from ..scales import AttentionScales
+from .helpers import QMAX, abs_max_fold, abs_max_init, abs_max_update, inverse_scale, tensor_of
 
-EXP_DLIM_NUM = tl.constexpr(quant.EXP_SATURATE * (1 << quant.EXP_SHIFT) - 1)
-EXP_MUL_MAX = tl.constexpr(float(quant.EXP_MUL_MAX))
-QMAX_F = tl.constexpr(float(quant.QMAX))
-OUT_STEP = tl.constexpr(2.0 ** -quant.OUT_FRAC_BITS)
-FLOAT32_MAX = tl.constexpr(quant.FLOAT32_MAX)
+EXP_DLIM_NUM = tl.constexpr(c.EXP_DLIM_NUMERATOR)
+EXP_MUL_MAX = tl.constexpr(float(c.EXP_MUL_MAX))
+OUT_STEP = tl.constexpr(2.0 ** -c.OUT_FRAC_BITS)
 
 
-# Rows of one head loaded per step, heads per program, warps per program. Small programs keep the most
-# loads in flight: on the H100 (timm's strided Q/K/V views, fp16) 32 rows, 2 heads and 2 warps were the
-# fastest of 20 shapes on 5 of 7 cases and 1-9 % off the best on the other two (batch 8; Swin-1 at 256
-# images 0.253 -> 0.222 ms, ViT-B at 64 0.033 -> 0.026 ms against one head and one warp; 2026-11-23); 128 rows and 4 warps with a float32 accumulator
-# had given 1.1-1.3 TB/s.
+# Rows of one head per load, heads per program, warps per program: small programs keep the most loads in
+# flight (the fastest of 20 shapes on 5 of 7 cases, Swin-1 at 256 images 12 % faster than one head per program).
 AMAX_ROWS = 32
 AMAX_HEADS = 2
 AMAX_WARPS = 2
-
-
-@triton.jit
-def tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
-    """Q (which = 0), K (1) or V (2): its pointer and its z, h, n, d strides."""
-    if which == 0:
-        base, sz, sh, sn, sd = Q, sqz, sqh, sqn, sqd
-    elif which == 1:
-        base, sz, sh, sn, sd = K, skz, skh, skn, skd
-    else:
-        base, sz, sh, sn, sd = V, svz, svh, svn, svd
-    return base, sz, sh, sn, sd
-
-
-@triton.jit
-def program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd, FIRST: tl.constexpr):
-    """For a grid (Z * H, 3 - FIRST): which tensor (0 = Q, 1 = K, 2 = V, from FIRST on), the program's
-    z * H + h and z, the start of its head and that head's row and column strides."""
-    zh = tl.program_id(0)
-    which = tl.program_id(1) + FIRST
-    z = zh // H
-    base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
-    return which, zh, z, base + z * sz + (zh % H) * sh, sn, sd
-
-
-@triton.jit
-def abs_max_init(X, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    # |x| and max are exact in any float dtype: fp16 stays fp16 (half the registers), others use float32
-    if X.dtype.element_ty == tl.float16:
-        best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float16)
-    else:
-        best = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    return best
-
-
-@triton.jit
-def abs_max_update(best, base, sn, sd, N, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Elementwise running max of |x| over the N rows of one head."""
-    offs_d = tl.arange(0, BLOCK_D)
-    for start in range(0, N, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        ok = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-        best = abs_max_fold(best, tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0))
-    return best
-
-
-@triton.jit
-def abs_max_fold(best, x):
-    """max(best, |x|) elementwise; NaN counts as +inf."""
-    a = tl.abs(x).to(best.dtype)
-    return tl.maximum(best, tl.where(a == a, a, float("inf")))
 
 
 @triton.jit
@@ -103,13 +49,9 @@ def _amax_kernel(Q, K, V, OUT, H, N, ZH, SLOTS, GROUP_DIV,
 
 
 # Q/K/V as timm hands them, views of one (Z, N, 3, H, D) buffer: each tensor is Z * N rows of H * D
-# contiguous values, and a program reads ROWS_CHUNK_BYTES of whole rows, ROWS_LOAD_ELEMENTS per load,
-# instead of one head at a time. On the H100 (fp16, graph medians, 2026-11-23), of 18 shapes over 8 cases
-# the one never more than 3 % slower than the per-head kernel: Swin-1 at 256 images 0.223 -> 0.168 ms,
-# Swin-2 at 256 0.108 -> 0.083 ms, Swin-1 at 64 0.061 -> 0.049 ms, Swin-3/4 at 256 3-5 % faster. ViT
-# sequences (N = 197) keep the per-head kernel: rows were slower on ViT-B at 64 images (0.026 -> 0.027
-# ms) and DeiT-T at 256 (0.029 -> 0.039 ms, amax + constants), though faster on DeiT-S at 8 (0.0084 ->
-# 0.0061 ms).
+# contiguous values, and for windows (N <= 64) a program reads ROWS_CHUNK_BYTES of whole rows,
+# ROWS_LOAD_ELEMENTS per load, instead of one head at a time (Swin-1 at 256 images 25 % faster); ViT
+# sequences keep the per-head kernel, for which whole rows were slower (DeiT-T at 256 images 35 %).
 ROWS_MAX_N = 64
 ROWS_MAX_COLS = 4096  # H * D of one row: BLOCK_C columns per load
 ROWS_LOAD_ELEMENTS = 4096
@@ -166,15 +108,6 @@ def _amax_by_rows(q, k, v, out, group_div, load_elements=ROWS_LOAD_ELEMENTS, chu
 
 
 @triton.jit
-def inverse_scale(amax):
-    """127 / amax (correctly rounded, as torch divides) capped at the largest float: 127 for an all-zero
-    tensor, 0 for inf or NaN."""
-    finite = amax < float("inf")
-    inv = tl.minimum(tl.math.div_rn(QMAX_F, tl.where(finite & (amax > 0), amax, 1.0)), FLOAT32_MAX)
-    return tl.where(finite, inv, 0.0)
-
-
-@triton.jit
 def _constants_kernel(AMAX, CONST64, F32, I32, Z, SLOTS, GROUP_DIV, BLOCK: tl.constexpr):
     z = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = z < Z
@@ -187,7 +120,7 @@ def _constants_kernel(AMAX, CONST64, F32, I32, Z, SLOTS, GROUP_DIV, BLOCK: tl.co
         finite = a < float("inf")
         a_eff = tl.where(finite & (a > 0), a, 1.0)
         tl.store(F32 + i * Z + z, inverse_scale(a), mask=ok)
-        tl.store(F32 + (3 + i) * Z + z, tl.math.div_rn(a_eff, QMAX_F), mask=ok)
+        tl.store(F32 + (3 + i) * Z + z, tl.math.div_rn(a_eff, QMAX), mask=ok)
         all_finite = all_finite & finite
     s_q = tl.load(F32 + 3 * Z + z, mask=ok, other=1.0)
     s_k = tl.load(F32 + 4 * Z + z, mask=ok, other=1.0)
@@ -218,18 +151,18 @@ def amax_per_z(q, k, v, group_div: int = 1) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _head_constants(head_dim: int, device: torch.device) -> torch.Tensor:
-    exp_k, sqrt_d = quant.head_constants(head_dim)
+    exp_k, sqrt_d = c.head_constants(head_dim)
     return torch.tensor([exp_k, sqrt_d], dtype=torch.float64, device=device)
 
 
-def fused_scales(q, k, v, granularity: str, group: int) -> "quant.AttentionScales":
+def fused_scales(q, k, v, granularity: str, group: int) -> AttentionScales:
     z = q.shape[0]
     group_div = z if granularity == "batch" else group
     return scales_from_amax_bits(amax_per_z(q, k, v, group_div), z, q.shape[3], group_div, granularity)
 
 
 def scales_from_amax_bits(amax: torch.Tensor, z: int, head_dim: int, group_div: int,
-                          granularity: str) -> "quant.AttentionScales":
+                          granularity: str) -> AttentionScales:
     """Every constant from a (3, Z // group_div) float32 amax, in one launch."""
     f32 = torch.empty((8, z), dtype=torch.float32, device=amax.device)
     i32 = torch.empty((2, z), dtype=torch.int32, device=amax.device)
@@ -240,7 +173,7 @@ def scales_from_amax_bits(amax: torch.Tensor, z: int, head_dim: int, group_div: 
     )
     inv_q, inv_k, inv_v, s_q, s_k, s_v, inv_c, out_scale = f32.unbind(0)  # one host call for 8 views
     exp_mul, exp_dlim = i32.unbind(0)
-    return quant.AttentionScales(
+    return AttentionScales(
         inv_q=inv_q, inv_k=inv_k, inv_v=inv_v, s_q=s_q, s_k=s_k, s_v=s_v,
         exp_mul=exp_mul, exp_dlim=exp_dlim, inv_c=inv_c, out_scale=out_scale, granularity=granularity,
     )

@@ -6,9 +6,10 @@ import triton.language as tl
 
 from helpers import random_qkv, swin_bias_and_mask
 from qflash_kernels import compute_scales, qflash_attention, qflash_attention_int8, qflash_reference
-from qflash_kernels import amax_triton, qflash_triton
-from qflash_kernels.amax_triton import amax_per_z, fused_scales
-from qflash_kernels.quant import _group_amax, quantize_int8, scales_from_amax
+from qflash_kernels.jit import amax as amax_triton
+from qflash_kernels.jit import qflash as qflash_triton
+from qflash_kernels.jit.amax import amax_per_z, fused_scales
+from qflash_kernels.scales import group_amax, quantize_int8, scales_from_amax
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +57,7 @@ def test_bit_exact_for_whole_and_partial_key_tiles(rng, device, n, with_bias):
 
 @pytest.mark.parametrize("n", [16, 17, 90, 209])  # a head's last rows in a 16- or 32-row block, full or not
 def test_bit_exact_for_query_tail_blocks(rng, device, n):
-    from qflash_kernels.qflash_triton import tail_rows
+    from qflash_kernels.jit.qflash import tail_rows
 
     assert tail_rows(n) in (16, 32)
     q, k, v = random_qkv(rng, 2, 3, n, 64, device=device)
@@ -197,7 +198,7 @@ def test_fused_scales_match_the_torch_path(rng, device, granularity, group, d):
     k[3] = 0.0
     v[5, 0, 0, 0] = float("inf")
     fused = fused_scales(q, k, v, granularity, group)
-    torch_path = scales_from_amax(_group_amax(q, k, v, granularity, group), d, granularity)
+    torch_path = scales_from_amax(group_amax(q, k, v, granularity, group), d, granularity)
     for field in ("inv_q", "inv_k", "inv_v", "s_q", "s_k", "s_v", "exp_mul", "exp_dlim", "inv_c", "out_scale"):
         a, b = getattr(fused, field), getattr(torch_path, field)
         assert torch.equal(a.isnan(), b.isnan()), field
@@ -212,7 +213,7 @@ def test_fused_scales_match_the_torch_path(rng, device, granularity, group, d):
 
 @pytest.mark.parametrize("n, d, dtype", [(197, 64, torch.float16), (49, 32, torch.bfloat16), (3, 16, torch.float32)])
 def test_one_pass_quantization_matches_the_reference_rounding(rng, device, n, d, dtype):
-    from qflash_kernels.quantize_triton import operand_key_order, quantize_qkv, v_in_key_order
+    from qflash_kernels.jit.quantize import operand_key_order, quantize_qkv, v_in_key_order
 
     q, k, v = random_qkv(rng, 3, 2, n, d, dtype=dtype, device=device)  # strided views of one qkv tensor
     q[0, 1, 0, 0] = float("nan")
@@ -234,7 +235,7 @@ def test_one_pass_quantization_matches_the_reference_rounding(rng, device, n, d,
 
 @pytest.mark.parametrize("n, d, dtype", [(197, 64, torch.float16), (70, 32, torch.float32)])
 def test_one_launch_amax_and_int8_equal_the_separate_launches(rng, device, n, d, dtype):
-    from qflash_kernels.quantize_triton import operand_key_order, quantize_qkv, scales_and_int8_qkv
+    from qflash_kernels.jit.quantize import operand_key_order, quantize_qkv, scales_and_int8_qkv
 
     q, k, v = random_qkv(rng, 4, 3, n, d, dtype=dtype, device=device)
     k[1] = 0.0
@@ -255,7 +256,7 @@ def test_one_launch_amax_and_int8_equal_the_separate_launches(rng, device, n, d,
 
 def test_passes_leaving_q_in_float(rng, device):
     # the op's setting: K and V to int8, Q handed to the kernel as it is (quantized on load)
-    from qflash_kernels.quantize_triton import quantize_qkv, scales_and_int8_qkv
+    from qflash_kernels.jit.quantize import quantize_qkv, scales_and_int8_qkv
 
     q, k, v = random_qkv(rng, 3, 2, 90, 32, device=device)
     scales, all_int8 = scales_and_int8_qkv(q, k, v)
@@ -266,11 +267,11 @@ def test_passes_leaving_q_in_float(rng, device):
 
 
 def test_op_through_the_one_launch_quantization_is_bit_exact(rng, device, monkeypatch):
-    import qflash_kernels.attention as attention
+    import qflash_kernels.api as attention
 
     monkeypatch.setattr(attention, "_one_pass_pays", lambda q: True)  # small test batches, CPU too
     q, k, v = random_qkv(rng, 3, 2, 100, 64, device=device)
-    from qflash_kernels.quantize_triton import scales_and_int8_qkv
+    from qflash_kernels.jit.quantize import scales_and_int8_qkv
 
     out = qflash_attention(q, k, v, backend="triton")
     # the scales the op used (on CPU the interpreter's division may differ from torch's by one ulp)
@@ -280,9 +281,10 @@ def test_op_through_the_one_launch_quantization_is_bit_exact(rng, device, monkey
 def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rng, device):
     """Scale 1 makes x.5 inputs exact ties: the reference (torch.round) and the kernel's magic-number
     rounding must both send them to the even neighbour, on load and in the quantize pass."""
-    from qflash_kernels.qflash_triton import launch_qflash
-    from qflash_kernels.quant import BIAS_INT_LIMIT, bias_to_score_units
-    from qflash_kernels.quantize_triton import quantize_qkv, v_in_key_order
+    from qflash_kernels.jit.qflash import launch_qflash
+    from qflash_kernels.constants import BIAS_INT_LIMIT
+    from qflash_kernels.scales import bias_to_score_units
+    from qflash_kernels.jit.quantize import quantize_qkv, v_in_key_order
 
     ties = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 125.5, 126.5, 127.5, 300.0, -300.0, 3.0])
     assert quantize_int8(ties.view(1, -1), torch.ones(1)).view(-1).tolist() == [
@@ -301,21 +303,21 @@ def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rn
     assert torch.equal(units.view(2, n, n).cpu().double(), torch.round(bias.double() * 4).clamp(-BIAS_INT_LIMIT, BIAS_INT_LIMIT))
     on_load, prequantized = torch.empty_like(q), torch.empty_like(q)
     launch_qflash(q, k, v, on_load, scales, bias.to(device))
-    launch_qflash(q8, k8, v8, prequantized, scales, bias.to(device), v_rows=v_rows)
+    launch_qflash(q8, k8, v8, prequantized, scales, bias.to(device), v_operand_order=True, v_rows=v_rows)
     ref = qflash_reference(q, k, v, scales, bias.to(device))
     assert torch.equal(on_load, ref) and torch.equal(prequantized, ref)
 
 
 def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
-    from qflash_kernels.qflash_triton import launch_qflash
-    from qflash_kernels.quantize_triton import quantize_qkv
+    from qflash_kernels.jit.qflash import launch_qflash
+    from qflash_kernels.jit.quantize import quantize_qkv
 
     q, k, v = random_qkv(rng, 2, 3, 197, 64, device=device)
     scales = compute_scales(q, k, v)
     on_load, prequantized = torch.empty_like(q), torch.empty_like(q)
     launch_qflash(q, k, v, on_load, scales)
     q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
-    launch_qflash(q8, k8, v8, prequantized, scales, v_rows=v_rows)
+    launch_qflash(q8, k8, v8, prequantized, scales, v_operand_order=True, v_rows=v_rows)
     assert torch.equal(on_load, prequantized)
     assert torch.equal(prequantized, qflash_reference(q, k, v, scales))
 

@@ -1,4 +1,4 @@
-"""The QFlash integer attention in readable PyTorch, key tile by key tile.
+"""qflash: the project's integer attention in readable PyTorch, key tile by key tile.
 
 This is the specification of the integer algorithm, the test oracle of the Triton kernel (bit-exact)
 and the CPU path of the evaluation. All arithmetic is on int64 tensors; matrix products run in float64,
@@ -22,23 +22,13 @@ from typing import Optional
 
 import torch
 
-from .quant import (
-    EXP_SHIFT, OUT_FRAC_BITS, AttentionScales, bias_to_score_units, quantize_int8, window_mask_per_z,
+from ..constants import (
+    EXP_ONE_BITS, EXP_POLY_A, EXP_POLY_B, EXP_SHIFT, FRAC_TOP_SHIFT, KEY_TILE, NEG_SCORE, OUT_FRAC_BITS, P_BITS,
+    RECIP_BITS,
 )
+from ..scales import AttentionScales, bias_to_score_units, quantize_int8, window_mask_per_z
 
-KEY_TILE = 64  # keys per online-softmax step: part of the algorithm's definition, not a tuning knob
-EXP_ONE_BITS = 15  # the exponential's fraction and alpha are at scale 2**15
-P_BITS = 14  # probabilities for P.V at scale 2**14, at most 2**14 - 1 (two int8 halves of 7 bits)
-P_MAX = (1 << P_BITS) - 1
-RECIP_BITS = 40  # per-row reciprocal of l at scale 2**40
-# 2**-t for t in [0, 1) through s = 1 - t: 2**-t = 2**(s - 1) ~ (1 + s (A + s B) / 2**14) / 2, coefficients at
-# scale 2**14 fitted for minimal relative error (0.21 %), exact at s = 0. A + B < 2**14 - 1 keeps the
-# fraction below 2**15 - 1, so p never needs a clamp to stay within 14 bits.
-EXP_POLY_A = 10909
-EXP_POLY_B = 5409
-FRAC_TOP_SHIFT = 32 - EXP_SHIFT  # y << 6 puts the 26 fraction bits of y at the top of a 32-bit word
 WORD = 1 << 32
-NEG_SCORE = -((1 << 31) - (1 << 25) - 1)  # initial running max; the kernel's masked keys: p = 0 exactly
 
 
 def exp2_split(d: torch.Tensor, exp_mul: torch.Tensor, exp_dlim: torch.Tensor):

@@ -33,7 +33,7 @@ def smoke_report(tmp_path_factory):
 
 def test_smoke_accuracy(smoke_report):
     r = smoke_report["results"]
-    assert list(r) == ["fp32", "fp16", "ivit", "qflash"]
+    assert list(r) == ["fp32", "fp16", "ivit", "qflash_paper", "qflash"]
     assert all(entry["count"] == 500 for entry in r.values())
     assert r["fp32"]["top1"] >= 70.0 and r["fp16"]["top1"] >= 70.0
     assert r["qflash"]["agreement"] >= 95.0
@@ -48,14 +48,13 @@ def test_smoke_accuracy(smoke_report):
 def test_interpreted_kernel_gives_identical_logits_on_real_images():
     """A few real images through the Triton kernel (interpreter on CPU) and through the reference."""
     require_shared()
-    import timm.data
-
     from qflash_eval.attention_swap import AttentionConfig, swap_attention
     from qflash_eval.data import decode_rgb, open_source
     from qflash_eval.models import create_model
+    from qflash_eval.transforms import eval_data_config, eval_transform
 
     loaded = create_model("deit_tiny", str(DEIT_TINY_WEIGHTS))
-    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=loaded.model))
+    transform = eval_transform(eval_data_config(loaded.model))
     records = list(open_source(str(SAMPLE_IMAGES), limit=4).records())
     images = torch.stack([transform(decode_rgb(r)) for r in records]).half()
     fp16_model = loaded.model.half().eval()

@@ -7,14 +7,16 @@ import pytest
 import timm
 import torch
 
-from qflash_eval import report as rep
 from qflash_eval.attention_swap import (
     AttentionConfig, IntegerViTAttention, IntegerWindowAttention, UnsupportedAttentionError, calibrate_static,
     swap_attention,
 )
-from qflash_eval.cli import main, parse_modes
+from qflash_eval.cli import main
+from qflash_eval.modes import parse_modes
 from qflash_eval.evaluate import ModeModel, evaluate
-from qflash_eval.report import source_fingerprint
+from qflash_eval.provenance import source_fingerprint
+from qflash_eval.report import timing
+from qflash_eval.stats import summarize
 
 from helpers import tiny_vit
 
@@ -157,7 +159,7 @@ def test_loop_separates_data_wait_warmup_and_model_time():
     assert 0.2 <= outcome.data_wait_seconds < 0.2 + 0.15  # the second batch only
     assert outcome.warmup_seconds[0] > 0 and outcome.seconds[0] > 0
     assert outcome.wall_seconds >= outcome.first_batch_seconds + outcome.data_wait_seconds + outcome.seconds[0]
-    t = rep.timing(4, outcome.wall_seconds, outcome.data_wait_seconds, outcome.first_batch_seconds,
+    t = timing(4, outcome.wall_seconds, outcome.data_wait_seconds, outcome.first_batch_seconds,
                    outcome.seconds.tolist(), {"fp32": float(outcome.warmup_seconds[0])})
     assert 0 < t["data_wait_fraction"] < 1 and t["loop_other_s"] >= 0
     assert t["images_per_s"] == round(4 / outcome.wall_seconds, 1)
@@ -189,7 +191,7 @@ def test_graph_capture_counts_as_warmup_not_model_time():
 
 def test_summary_agreement_and_paired_interval():
     rows = [(0, 1, [1, 1], [1, 1]), (1, 2, [2, 3], [1, 1]), (2, 3, [0, 0], [0, 1]), (3, 4, [4, 4], [1, 1])]
-    res = rep.summarize(["fp16", "qflash"], rows, [1.0, 2.0])
+    res = summarize(["fp16", "qflash"], rows, [1.0, 2.0])
     assert res["fp16"]["top1"] == 75.0 and res["qflash"]["top1"] == 50.0
     assert res["qflash"]["agreement"] == 75.0 and res["qflash"]["delta_top1"] == -25.0
     lo, hi = res["qflash"]["delta_top1_ci95"]
@@ -198,7 +200,7 @@ def test_summary_agreement_and_paired_interval():
 
 
 def test_parse_modes():
-    assert parse_modes("all", True) == ["fp32", "fp16", "ivit", "qflash"]
+    assert parse_modes("all", True) == ["fp32", "fp16", "ivit", "qflash_paper", "qflash"]
     assert parse_modes("qflash", True) == ["fp16", "qflash"]
     assert parse_modes("qflash", False) == ["qflash"]
     with pytest.raises(ValueError, match="unknown mode"):
@@ -251,7 +253,7 @@ def test_cli_end_to_end_on_a_tiny_folder_and_compare(tmp_path, capsys):
     assert report["results"]["qflash"]["count"] == 5 and report["results"]["qflash"]["dtype"] == "float32"
     assert report["results"]["qflash"]["attention_modules_replaced"] == 12
     assert report["weights_sha256"] and report["provenance"]["versions"]["torch"]
-    assert report["provenance"]["source_sha256"] == source_fingerprint(pathlib.Path(__file__).resolve().parents[1])
+    assert report["provenance"]["source_sha256"] == source_fingerprint(pathlib.Path(__file__).resolve().parents[2])
     assert out.with_suffix(".csv").is_file() and out.with_suffix(".md").is_file()
     capsys.readouterr()
     assert main(["compare", str(out), str(out)]) == 0

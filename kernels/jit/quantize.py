@@ -1,4 +1,5 @@
-"""Q, K and V to int8 in one launch, with the kernel's own rounding (bit-identical to quantizing on load).
+"""qflash's int8 pass: Q, K, V to int8 in one launch with the kernel's own rounding (bit-identical to
+quantizing on load), laid out for the attention kernel.
 
 The attention kernel can quantize float inputs as it loads them, but then every query block quantizes
 every key and value tile again (N / BLOCK_M times); one pass that writes int8 costs 3 bytes per element
@@ -12,11 +13,9 @@ import torch
 import triton
 import triton.language as tl
 
-from . import quant
-from .amax_triton import (
-    abs_max_init, abs_max_update, inverse_scale, program_head, scales_from_amax_bits, tensor_of,
-)
-from .qflash_triton import _quantize, _to_operand_order
+from ..scales import AttentionScales
+from .amax import scales_from_amax_bits
+from .helpers import abs_max_init, abs_max_update, inverse_scale, program_head, quantize, tensor_of, to_operand_order
 
 
 @triton.jit
@@ -30,9 +29,9 @@ def _quantize_rows(base, sn, sd, out, out_sn, out_sd, rows, N, inv_scale,
     for start in range(0, rows, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=(offs_n[:, None] < N) & dim_ok, other=0.0)
-        x = _quantize(x, inv_scale)
+        x = quantize(x, inv_scale)
         if OPERAND_ORDER:
-            x = tl.trans(_to_operand_order(tl.trans(x), BLOCK_D, BLOCK_N))
+            x = tl.trans(to_operand_order(tl.trans(x), BLOCK_D, BLOCK_N))
         tl.store(out + offs_n[:, None] * out_sn + offs_d[None, :] * out_sd, x, mask=(offs_n[:, None] < rows) & dim_ok)
 
 
@@ -101,7 +100,7 @@ def _int8_buffers(q, quantize_q):
 
 def operand_key_order(n_pad: int) -> torch.Tensor:
     """The key stored at each of the n_pad positions of quantize_qkv's V (a multiple of 16): in each group of
-    16, position 4c + 2j + e holds key 8j + 2c + e (qflash_triton._to_operand_order)."""
+    16, position 4c + 2j + e holds key 8j + 2c + e (helpers.to_operand_order)."""
     pos = torch.arange(n_pad)
     return (pos & -16) | (((pos >> 1) & 1) << 3) | (((pos >> 2) & 3) << 1) | (pos & 1)
 
@@ -125,7 +124,7 @@ def quantize_qkv(q, k, v, scales, quantize_q: bool = True) -> tuple[torch.Tensor
 
     Returns (q8, k8, v8, v_rows): q8, k8 contiguous (Z, H, N, D); v8 a (Z, H, N, D) view of a
     (Z, H, D, v_rows) tensor whose position i holds key operand_key_order(v_rows)[i], zero for keys N and
-    past (pass v_rows to launch_qflash: it then reads v8 in that order).
+    past (launch_qflash reads it with v_operand_order=True and v_rows).
     quantize_q=False returns q itself as q8: the kernel reads every query row once, so quantizing Q as it
     loads costs less than a pass that writes int8 Q and a kernel that reads it back.
     """
@@ -141,13 +140,13 @@ def quantize_qkv(q, k, v, scales, quantize_q: bool = True) -> tuple[torch.Tensor
     return _int8_views(q, qk, vt, n, n_pad)
 
 
-# Rows per step and warps of the one-pass kernel's programs (one per image and tensor): the best of five
-# shapes on the H100 for ViT-B and DeiT-S at 256 images, within 2 % of the best for DeiT-T.
+# rows per step and warps of the one-pass kernel's programs (one per image and tensor): the best of five
+# shapes for ViT-B and DeiT-S at 256 images, within 2 % of the best for DeiT-T
 ONE_PASS_ROWS = 64
 ONE_PASS_WARPS = 8
 
 
-def scales_and_int8_qkv(q, k, v, quantize_q: bool = True) -> tuple["quant.AttentionScales", tuple]:
+def scales_and_int8_qkv(q, k, v, quantize_q: bool = True) -> tuple[AttentionScales, tuple]:
     """Per-image ('sample', one z per image) scales and quantize_qkv's int8 tensors, in two launches
     (amax and int8 in one, the constants in the other) instead of three."""
     z, h, n, d = q.shape

@@ -1,4 +1,8 @@
-"""Public entry points: QFlash, I-ViT-style and the float-softmax ablation on float Q/K/V."""
+"""The public entry points: input checks, the choice of backend, and the dispatch to references and kernels.
+
+Every variant takes float Q, K, V of shape (Z, H, N, D) and returns attention in q's dtype and shape:
+softmax(Q K^T / sqrt(D) + bias + mask) V with int8 Q/K/V and the variant's own softmax.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,22 +11,17 @@ from typing import Optional
 
 import torch
 
-from .ablation import int8_float_softmax_attention
-from .reference import qflash_reference
-from .quant import AttentionScales, compute_scales, scales_from_amax, static_amax
-from .shiftmax import DEFAULT_OUTPUT_BITS, ivit_attention_int
+from .constants import GRANULARITIES
+from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
+from .scales import AttentionScales, scales_from_amax, static_amax, torch_scales
 from .validation import check_attention_inputs
 
 BACKENDS = ("auto", "triton", "reference")
-# Up to this sequence length the kernel quantizes Q/K/V as it loads them (one query block per head, so
-# no tile is quantized twice); above it a separate int8 pass is cheaper. Measured on the H100 in one
-# process: ViT-B op at batch 256 0.819 -> 0.765 ms with the pass, Swin stage 1 (N = 49) 1.008 -> 1.079 ms.
+# Up to this sequence length the kernel quantizes Q/K/V as it loads them (one query block per head, so no
+# tile is quantized twice); above it a separate int8 pass of K/V is cheaper (ViT-B op at 256 images 7 %).
 PREQUANTIZE_ABOVE_N = 64
-# Per-image amax and int8 Q/K/V in one launch (quantize_triton.scales_and_int8_qkv, a program per image
-# and tensor) pays when its programs fill the GPU twice or each is small; else three launches (amax,
-# constants, quantize) spread the work wider. Measured on the H100 (op, CUDA graph, timm's strided views):
-# ViT-B (12 heads) at 256 images 0.580 -> 0.553 ms, at 64 0.155 -> 0.174 ms (so not there); DeiT-T (3 heads)
-# at 16-256 images 10-19 % faster.
+# Per-image amax and int8 K/V in one launch (a program per image and tensor) pays when its programs fill
+# the GPU twice or each is small; else amax, constants and quantize launches spread the work wider.
 ONE_PASS_MIN_IMAGES = 16
 ONE_PASS_SMALL_IMAGE = 65536  # elements of one image's Q (H * N * D)
 
@@ -45,6 +44,25 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def compute_scales(q, k, v, granularity: str = "sample", group: int = 1,
+                   static_scales: Optional[tuple] = None) -> AttentionScales:
+    """qflash's per-tensor int8 scales and integer constants for one call, on q's device, no host sync.
+
+    granularity: 'sample' (one scale per image and tensor; `group` consecutive z form one image, as Swin's
+    windows do), 'batch' (one per tensor over the whole call), 'static' (static_scales = (s_q, s_k, s_v)).
+    On CUDA two Triton launches (jit/amax.py) compute the same bits as the torch path.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if q.is_cuda and granularity != "static":
+        if group < 1 or q.shape[0] % group:
+            raise ValueError(f"group={group} must divide the leading dimension Z={q.shape[0]}")
+        from .jit.amax import fused_scales
+
+        return fused_scales(q, k, v, granularity, group)
+    return torch_scales(q, k, v, granularity, group, static_scales)
+
+
 def qflash_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -58,36 +76,44 @@ def qflash_attention(
     backend: str = "auto",
     scales: Optional[AttentionScales] = None,
 ) -> torch.Tensor:
-    """Integer attention softmax(Q K^T / sqrt(D) + bias + mask) V with int8 Q/K/V, output in q's dtype.
+    """qflash: int8 Q/K/V, quadratic integer exp2, 14-bit probabilities, integer online softmax.
 
-    q, k, v: (Z, H, N, D), any strides, D in {16, 32, 64, 128}. bias: (H, N, N); mask: (W, N, N),
-    z uses mask[z % W]. `group` consecutive z share one scale in 'sample' granularity (Swin windows).
-    Non-finite values: in 'sample'/'batch' a group holding inf or NaN gives NaN outputs for that group;
-    in 'static' NaN inputs quantize to 0 and inf saturates to +-127.
+    q, k, v: (Z, H, N, D), float16 / bfloat16 / float32, any strides; D in {16, 32, 64, 128}, 1 <= N <= 65536.
+    bias: (H, N, N) additive logits shared by every z (Swin's relative-position bias).
+    mask: (W, N, N) additive mask, z uses mask[z % W] (Swin's shifted windows); Z must be a multiple of W.
+    granularity: 'sample' (default; `group` consecutive z share a scale: Swin's windows of one image),
+        'batch' (one scale per tensor per call) or 'static' (static_scales = (s_q, s_k, s_v), floats or (Z,)).
+    backend: 'triton' (one kernel, CUDA or the interpreter), 'reference' (bit-identical PyTorch), 'auto'.
+    scales: precomputed AttentionScales (then granularity and static_scales are not read).
+    Returns (Z, H, N, D) in q's dtype: a view of (Z, N, H, D) storage on the Triton path, so that
+    timm's `out.transpose(1, 2).reshape(Z, N, H * D)` is free. Non-finite input: in 'sample' / 'batch' a
+    group holding inf or NaN gives NaN outputs for that group; in 'static' NaN quantizes to 0, inf saturates.
     """
     check_attention_inputs(q, k, v, bias, mask, group)
     if resolve_backend(backend, q.device) == "reference":
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
         return qflash_reference(q, k, v, scales, bias, mask)
-    from .qflash_triton import launch_qflash  # imported late: TRITON_INTERPRET is read at import
-    from .quantize_triton import quantize_qkv, scales_and_int8_qkv
+    from .jit.qflash import launch_qflash  # imported late: TRITON_INTERPRET is read at import
+    from .jit.quantize import quantize_qkv, scales_and_int8_qkv
 
     out = _empty_output(q.shape, q.dtype, q.device)
-    v_rows = None
     scales_from_inputs = scales is None and granularity != "static"
+    int8_kv = dict(v_operand_order=False, v_rows=None)
     if q.shape[2] <= PREQUANTIZE_ABOVE_N:
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
     elif scales is None and granularity == "sample" and group == 1 and _one_pass_pays(q):
         scales, (q, k, v, v_rows) = scales_and_int8_qkv(q, k, v, quantize_q=False)
+        int8_kv = dict(v_operand_order=True, v_rows=v_rows)
     else:
         # several query blocks per head would each quantize every K/V tile again: quantize K and V once
-        # instead (each query row is read once, so Q is quantized on load)
+        # (each query row is read once, so Q is quantized on load)
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
         q, k, v, v_rows = quantize_qkv(q, k, v, scales, quantize_q=False)
-    return launch_qflash(q, k, v, out, scales, bias, mask, v_rows=v_rows, scales_from_inputs=scales_from_inputs)
+        int8_kv = dict(v_operand_order=True, v_rows=v_rows)
+    return launch_qflash(q, k, v, out, scales, bias, mask, scales_from_inputs=scales_from_inputs, **int8_kv)
 
 
 def _one_pass_pays(q: torch.Tensor) -> bool:
@@ -103,8 +129,7 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _empty_output(shape, dtype, device) -> torch.Tensor:
-    """A (Z, H, N, D) view of (Z, N, H, D) storage, as PyTorch's flash SDPA returns: the caller's
-    `out.transpose(1, 2).reshape(Z, N, H * D)` (timm's next step) is then a view, not a copy."""
+    """A (Z, H, N, D) view of (Z, N, H, D) storage, as PyTorch's flash SDPA returns."""
     z, h, n, d = shape
     return torch.empty((z, n, h, d), dtype=dtype, device=device).transpose(1, 2)
 
@@ -119,13 +144,13 @@ def qflash_attention_int8(
     mask: Optional[torch.Tensor] = None,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """QFlash on already-quantized int8 Q/K/V with float scales (s_q, s_k, s_v); float16 output."""
+    """qflash on already-quantized int8 (Z, H, N, D) Q/K/V with float scales (s_q, s_k, s_v); float16 output."""
     check_attention_inputs(q8, k8, v8, bias, mask, allow_int8=True)
     z, _, _, d = q8.shape
     int_scales = scales_from_amax(static_amax(scales, z, q8.device), d, "static")
     if resolve_backend(backend, q8.device) == "reference":
         return qflash_reference(q8, k8, v8, int_scales, bias, mask)
-    from .qflash_triton import launch_qflash
+    from .jit.qflash import launch_qflash
 
     out = _empty_output(q8.shape, torch.float16, q8.device)
     return launch_qflash(q8, k8, v8, out, int_scales, bias, mask)
@@ -135,16 +160,17 @@ def ivit_attention(
     q, k, v, *, granularity="sample", group=1, static_scales=None, bias=None, mask=None,
     output_bits: int = DEFAULT_OUTPUT_BITS,
 ) -> torch.Tensor:
-    """I-ViT-style attention (materialized scores, Shiftmax at `output_bits`), output in q's dtype."""
+    """ivit: I-ViT-style attention (scores materialized and requantized to int8, Shiftmax at `output_bits`),
+    with qflash's int8 Q/K/V; shapes and granularities as qflash_attention; output in q's dtype."""
     check_attention_inputs(q, k, v, bias, mask, group)
     scales = compute_scales(q, k, v, granularity, group, static_scales)
-    return ivit_attention_int(q, k, v, scales, bias, mask, output_bits, group)
+    return ivit_reference(q, k, v, scales, bias, mask, output_bits, group)
 
 
-def int8_attention_float_softmax(
+def int8qkv_attention(
     q, k, v, *, granularity="sample", group=1, static_scales=None, bias=None, mask=None,
 ) -> torch.Tensor:
-    """Ablation: int8 Q/K/V with the same scales as QFlash, exact float softmax."""
+    """int8qkv (ablation): qflash's int8 Q/K/V with an exact float softmax; shapes as qflash_attention."""
     check_attention_inputs(q, k, v, bias, mask, group)
     scales = compute_scales(q, k, v, granularity, group, static_scales)
-    return int8_float_softmax_attention(q, k, v, scales, bias, mask)
+    return int8qkv_reference(q, k, v, scales, bias, mask)

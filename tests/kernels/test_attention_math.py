@@ -6,7 +6,7 @@ import torch
 
 from helpers import random_qkv, sqnr_db, swin_bias_and_mask
 from qflash_kernels import (
-    compute_scales, int8_attention_float_softmax, ivit_attention, qflash_attention, shiftmax,
+    compute_scales, int8qkv_attention, ivit_attention, qflash_attention, shiftmax,
 )
 
 from qflash_eval.workloads import WORKLOADS
@@ -27,7 +27,7 @@ def test_sqnr_against_float_attention(rng, name):
     q, k, v = uniform_qkv(rng, WORKLOADS[name])
     ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
     qflash = sqnr_db(qflash_attention(q, k, v, granularity="batch", backend="reference"), ref)
-    ablation = sqnr_db(int8_attention_float_softmax(q, k, v, granularity="batch"), ref)
+    ablation = sqnr_db(int8qkv_attention(q, k, v, granularity="batch"), ref)
     ivit = sqnr_db(ivit_attention(q, k, v, granularity="batch"), ref)
     assert qflash >= QFLASH_MIN_DB
     assert ablation >= QFLASH_MIN_DB
@@ -105,7 +105,7 @@ def test_scales_are_per_sample_and_stay_on_device(rng):
 )
 def test_bad_input_is_rejected(make, error, match):
     q, k, v = make()
-    for fn in (qflash_attention, ivit_attention, int8_attention_float_softmax):
+    for fn in (qflash_attention, ivit_attention, int8qkv_attention):
         with pytest.raises(error, match=match):
             fn(q, k, v)
 

@@ -1,6 +1,6 @@
 """Write a synthetic ImageNet-like parquet set (JPEGs of ImageNet sizes, random labels) for throughput runs.
 
-python -m qflash_eval.synthetic_parquet OUT_DIR --images 5000 --shards 3 [--size 500x375] [--jobs 8]
+python -m tools.synthetic_parquet OUT_DIR --images 5000 --shards 3 [--size 500x375] [--jobs 8]
 Columns: image {bytes, path} and label (0-999), the layout of the hub's ILSVRC/imagenet-1k parquet files.
 Pictures are smooth random colour fields plus noise, so JPEG sizes and decode cost resemble photos.
 """
@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from .parquet_shards import write_shards
+from tools.parquet_shards import write_shards
 
 
 def synthetic_jpeg(rng: np.random.Generator, width: int, height: int) -> bytes:

@@ -24,7 +24,7 @@ def weights(tmp_path_factory):
 
 
 def run_eval(data, weights, out, processes):
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     cmd = launch + [os.path.join(repo, "eval.py"), "--model", "deit_tiny", "--weights", str(weights), "--data",
                     str(data), "--device", "cpu", "--mode", "fp32,qflash", "--no-fp16-reference", "--dtype", "float32",
@@ -40,7 +40,7 @@ def run_eval(data, weights, out, processes):
 
 @pytest.mark.parametrize("kind", ["parquet", "folder"])
 def test_two_processes_evaluate_every_image_once(tmp_path, weights, kind):
-    from qflash_eval.synthetic_parquet import write
+    from tools.synthetic_parquet import write
 
     data = tmp_path / "data"
     write(data, images=11, shards=3, width=120, height=100)  # 11 images: an uneven tail on purpose

@@ -1,6 +1,6 @@
 """SQNR (dB) of qflash, ivit and the int8-Q/K/V float-softmax ablation against float64 attention.
 
-python -m qflash_eval.sqnr [--seeds 5] [--granularity batch]
+python -m benchmarks.sqnr [--seeds 5] [--granularity batch]
 Uniform [-4, 4) fp16 inputs, the paper's workloads at one image each; median and minimum over seeds.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 import qflash_kernels as qk
 
-from .workloads import WORKLOADS
+from qflash_eval.workloads import WORKLOADS
 
 
 def sqnr_db(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -28,7 +28,7 @@ def measure(name: str, seed: int, granularity: str) -> dict[str, float]:
         "qflash": sqnr_db(qk.qflash_attention(q, k, v, granularity=granularity, backend="reference"), ref),
         "ivit16": sqnr_db(qk.ivit_attention(q, k, v, granularity=granularity, output_bits=16), ref),
         "ivit8": sqnr_db(qk.ivit_attention(q, k, v, granularity=granularity, output_bits=8), ref),
-        "int8qkv": sqnr_db(qk.int8_attention_float_softmax(q, k, v, granularity=granularity), ref),
+        "int8qkv": sqnr_db(qk.int8qkv_attention(q, k, v, granularity=granularity), ref),
     }
 
 

@@ -1,6 +1,6 @@
 """How fast the data path alone delivers batches: decode + transform in the DataLoader workers, no model.
 
-python -m qflash_eval.decode_bench --data DIR --model deit_tiny --workers 8 --batch-size 256 [--num-samples N]
+python -m benchmarks.decode_bench --data DIR --model deit_tiny --workers 8 --batch-size 256 [--num-samples N]
 Compare its images/s with eval.py's per-mode images/s to see whether a run is bound by decoding or by
 the models (eval.py's report also gives the time its loop spent waiting for data).
 """
@@ -12,19 +12,19 @@ import time
 
 import torch
 
-from .config import resolve_model_name
-from .data import make_loader, open_source
+from qflash_eval.config import resolve_model_name
+from qflash_eval.data import make_loader, open_source
+from qflash_eval.transforms import eval_data_config, eval_transform
 
 
 def model_transform(name: str):
+    """The eval transform of model `name`, from a model built on the meta device (no weights)."""
     import timm
-    import timm.data
 
     timm_name, _ = resolve_model_name(name)
     with torch.device("meta"):
         model = timm.create_model(timm_name.split(".")[0], pretrained=False)
-    config = timm.data.resolve_data_config({}, model=model)
-    return timm.data.create_transform(**config)
+    return eval_transform(eval_data_config(model))
 
 
 def measure(data: str, model: str, workers: int, batch_size: int, num_samples=None, pin=False) -> dict:

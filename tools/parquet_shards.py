@@ -1,6 +1,6 @@
 """Write ImageNet rows (encoded image bytes, class index) as parquet shards in the hub's layout.
 
-python -m qflash_eval.parquet_shards SOURCE OUT_DIR --shards 3
+python -m tools.parquet_shards SOURCE OUT_DIR --shards 3
 packs a local image folder (any layout eval.py reads) into OUT_DIR/validation-0000i-of-0000n.parquet,
 byte for byte: the JPEGs are not re-encoded, so a parquet run sees exactly the folder's pixels.
 """
@@ -32,7 +32,7 @@ def write_shards(out: pathlib.Path, rows: Sequence[tuple[bytes, int]], shards: i
 
 
 def folder_rows(source: str) -> Iterable[tuple[bytes, int]]:
-    from .data import open_source
+    from qflash_eval.data import open_source
 
     for record in open_source(source).records():
         payload = record.payload

@@ -1,0 +1,288 @@
+"""qflash in one Triton kernel, bit-exact with reference/qflash.py (the specification).
+
+A program takes BLOCK_M query rows of one (z, h), or a head's last rows in a TAIL_M-row block. Q is
+quantized to int8 as it is loaded; each key tile of KEY_TILE keys is quantized on load (or comes in
+int8 from jit/quantize.py), scored with an int8 dot (int32), turned into 14-bit probabilities by the
+integer exp2, and accumulated by the integer online softmax. Plain pointer arithmetic and masks only:
+the same source runs on triton 3.6+ and in the interpreter (TRITON_INTERPRET=1, read at import).
+"""
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+from .. import constants as c
+from .helpers import key_of_position, quantize, round_clamped, to_operand_order, to_output_dtype
+
+KEY_TILE = c.KEY_TILE
+EXP_POLY_A = tl.constexpr(c.EXP_POLY_A)
+EXP_POLY_B = tl.constexpr(c.EXP_POLY_B)
+EXP_ONE = tl.constexpr(1 << c.EXP_ONE_BITS)
+EXP_ONE_BITS = tl.constexpr(c.EXP_ONE_BITS)
+FRAC_BASE = tl.constexpr(1 << c.P_BITS)
+FRAC_TOP_SHIFT = tl.constexpr(c.FRAC_TOP_SHIFT)
+EXP_SHIFT = tl.constexpr(c.EXP_SHIFT)
+BIAS_INT_LIMIT = tl.constexpr(c.BIAS_INT_LIMIT)
+NEG_BIAS_INT_LIMIT = tl.constexpr(-c.BIAS_INT_LIMIT)
+RECIP_ONE = tl.constexpr(1 << c.RECIP_BITS)
+NORM_SHIFT = tl.constexpr(c.RECIP_BITS - c.OUT_FRAC_BITS)
+NORM_HALF = tl.constexpr(1 << (c.RECIP_BITS - c.OUT_FRAC_BITS - 1))
+NEG_SCORE = tl.constexpr(c.NEG_SCORE)
+
+
+@triton.jit
+def _exp2_split(d, exp_mul, neg_mul_top):
+    # reference.qflash.exp2_split on 32-bit words: whole = (d * exp_mul) >> 26, and d * exp_mul * 2**6
+    # wraps to y's fraction at the top of a word, so u = ~that is one IMAD. Multiplies run on the FMA pipe
+    # and leave the integer ALU pipe, the bottleneck, to shifts, max and packing.
+    whole = (d * exp_mul) >> EXP_SHIFT
+    u = d.to(tl.uint32, bitcast=True) * neg_mul_top + 0xFFFFFFFF
+    inner = EXP_POLY_A + tl.umulhi(u, EXP_POLY_B)
+    frac = FRAC_BASE + tl.umulhi(u, inner)
+    return frac.to(tl.int32, bitcast=True), whole
+
+
+@triton.jit
+def _rescale(x, alpha):
+    # floor(x * alpha / 2**15): one 32 x 32 -> 64-bit product and one funnel shift; fits in x's type
+    return ((x.to(tl.int64) * alpha) >> EXP_ONE_BITS).to(x.dtype)
+
+
+@triton.jit
+def _reciprocal(l):
+    # floor((2**40 + floor(l / 2)) / max(l, 1)) as int64 without a 64-bit integer division (a 72-instruction
+    # call): the float64 quotient of the exact operands is off by at most one, and a remainder test fixes it
+    den = tl.maximum(l, 1).to(tl.int64)
+    num = RECIP_ONE + (l >> 1).to(tl.int64)
+    q = (num.to(tl.float64) / den.to(tl.float64)).to(tl.int64)
+    r = num - q * den
+    return q - (r < 0).to(tl.int64) + (r >= den).to(tl.int64)
+
+
+@triton.jit
+def _attend_kv_tiles(
+    q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
+    stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
+    inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_V,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, SCALES_FROM_X: tl.constexpr, V_OPERAND_ORDER: tl.constexpr,
+):
+    """The integer online softmax of one query block over all N keys, KEY_TILE keys per step."""
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    dim_ok = offs_d < HEAD_DIM
+    neg_mul_top = 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
+    for start in range(0, N, BLOCK_N):
+        # -- scores: int8 Q.K^T (+ bias and mask in integer score units) --
+        keys = start + offs_n
+        key_ok = keys < N
+        kt_ptrs = k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
+        kt = quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k, SCALES_FROM_X)
+        s = tl.dot(q, kt, out_dtype=tl.int32)
+        if HAS_BIAS or HAS_MASK:
+            # rows and keys past N read row / key N - 1 instead of a masked load: those rows are never
+            # stored and those keys get NEG_SCORE below
+            rows_in = tl.minimum(offs_m, N - 1)[:, None]
+            keys_in = tl.minimum(keys, N - 1)[None, :]
+            b = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+            if HAS_BIAS:
+                b += tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
+            if HAS_MASK:
+                b += tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
+            t = b * inv_c
+            t = tl.where(t == t, t, 0.0)
+            t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)
+            s += round_clamped(t)
+        if start + BLOCK_N > N:  # only the last tile holds keys past N
+            s = tl.where(key_ok[None, :], s, NEG_SCORE)
+
+        # -- 14-bit probabilities relative to the running max; rescale from the second tile on --
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        frac, whole = _exp2_split(tl.minimum(m_new[:, None] - s, exp_dlim), exp_mul, neg_mul_top)
+        p = ((frac >> whole) + 1) >> 1
+        if start > 0:  # l and acc are still 0 in the first tile (Swin has only one)
+            d_max = tl.minimum(m_new - m_i, exp_dlim)
+            frac_a, whole_a = _exp2_split(d_max, exp_mul, neg_mul_top)
+            alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
+            l_i = _rescale(l_i, alpha)
+            acc = _rescale(acc, alpha[:, None])
+
+        # -- P.V: p = 128 hi + lo in 7-bit halves, two exact int8 dots --
+        v_rows = keys if V_OPERAND_ORDER else start + key_of_position(offs_n)
+        v_ptrs = v_head + v_rows[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        v = quantize(tl.load(v_ptrs, mask=(v_rows < N_V)[:, None] & dim_ok[None, :], other=0), inv_v, SCALES_FROM_X)
+        p_hi = to_operand_order((p >> 7).to(tl.int8), ROWS, BLOCK_N)
+        p_lo = to_operand_order((p & 127).to(tl.int8), ROWS, BLOCK_N)
+        pv = tl.dot(p_hi, v, out_dtype=tl.int32) * 128
+        pv += tl.dot(p_lo, v, out_dtype=tl.int32)
+        acc += pv.to(acc.dtype)
+        l_i += tl.sum(p, axis=1)
+        m_i = m_new
+    return acc, l_i
+
+
+@triton.jit
+def _attend_query_block(
+    row_start, q_head, k_head, v_head, o_head, bias_head, mask_window,
+    stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd, stride_on, stride_od,
+    stride_bn, stride_bk, stride_mn, stride_mk,
+    inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_V,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr,
+):
+    """Rows row_start .. row_start + ROWS - 1 of one head: load Q, run the K/V loop, normalize, store."""
+    offs_m = row_start + tl.arange(0, ROWS)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N
+    dim_ok = offs_d < HEAD_DIM
+    q_ptrs = q_head + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
+    q = quantize(tl.load(q_ptrs, mask=row_ok[:, None] & dim_ok[None, :], other=0), inv_q, SCALES_FROM_X)
+    m_i = tl.full([ROWS], NEG_SCORE, dtype=tl.int32)
+    l_i = tl.zeros([ROWS], dtype=tl.int32)
+    acc = tl.zeros([ROWS, BLOCK_D], dtype=tl.int64 if WIDE_ACC else tl.int32)
+    acc, l_i = _attend_kv_tiles(
+        q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
+        stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
+        inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_V,
+        HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, SCALES_FROM_X, V_OPERAND_ORDER,
+    )
+    # -- epilogue: acc / l with 8 fractional bits through one reciprocal per row, times s_v / 2**8 --
+    recip = _reciprocal(l_i)
+    o = (acc.to(tl.int64) * recip[:, None] + NORM_HALF) >> NORM_SHIFT
+    out = o.to(tl.int32).to(tl.float32) * out_scale  # |o| <= 128 * 2**8: the low word, one 32-bit convert
+    o_ptrs = o_head + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
+    tl.store(o_ptrs, to_output_dtype(out, o_head.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+
+
+# BLOCK_M 64, one warpgroup, K/V double-buffered: the fastest launch shape on every paper workload and never
+# more than 10 % off the best; the autotuner's own timing of such short kernels picked configs up to 2x
+# slower, so head dims <= 64 use it without the autotuner (no per-call bookkeeping on the host either).
+FIXED_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=2)
+# heads of several key tiles (ViT) load K/V three tiles ahead (ViT-B at 256 images 9 % faster); a single
+# tile (Swin) gains nothing from the third buffer
+FIXED_CONFIG_MULTI_TILE = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=3)
+
+
+def _launch_configs() -> list:
+    """Launch shapes only (KEY_TILE is fixed, so every config computes the same bits); the interpreter,
+    which cannot autotune, gets FIXED_CONFIG alone."""
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return [FIXED_CONFIG]
+    return [FIXED_CONFIG] + [
+        triton.Config({"BLOCK_M": bm}, num_warps=w, num_stages=st)
+        for bm in (32, 64, 128) for w in (4, 8) for st in (1, 2)
+        if not (bm == 32 and w == 8) and (bm, w, st) != (64, 4, 2)
+    ]
+
+
+def uses_fixed_config(head_dim: int, wide_acc: bool) -> bool:
+    """D = 128 and long sequences (int64 accumulators) are autotuned; everything else runs FIXED_CONFIG."""
+    return head_dim <= 64 and not wide_acc
+
+
+def _prune_configs(configs, named_args, **kwargs):
+    # triton 3.6 on the H100 returned wrong results for BLOCK_M = 64 with 8 warps at D = 128 (found by the
+    # bit-exact tests): never offer it
+    if named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM")) == 128:
+        configs = [cfg for cfg in configs if not (cfg.kwargs["BLOCK_M"] == 64 and cfg.num_warps == 8)]
+    return configs
+
+
+@triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "SCALES_FROM_X"],
+                 prune_configs_by={"early_config_prune": _prune_configs})
+@triton.jit
+def qflash_fwd_kernel(
+    Q, K, V, O,
+    INV_Q, INV_K, INV_V, EXP_MUL, EXP_DLIM, INV_C, OUT_SCALE,
+    BIAS, MASK,
+    stride_qz, stride_qh, stride_qn, stride_qd,
+    stride_kz, stride_kh, stride_kn, stride_kd,
+    stride_vz, stride_vh, stride_vn, stride_vd,
+    stride_oz, stride_oh, stride_on, stride_od,
+    stride_bh, stride_bn, stride_bk,
+    stride_mw, stride_mn, stride_mk,
+    H, N, N_V, NUM_WINDOWS,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr,
+):
+    # -- set-up: this program's head, its pointers and its image's integer constants --
+    z = tl.program_id(0) // H
+    h = tl.program_id(0) % H
+    row_start = tl.program_id(1) * BLOCK_M
+    args = (
+        Q + z * stride_qz + h * stride_qh, K + z * stride_kz + h * stride_kh,
+        V + z * stride_vz + h * stride_vh, O + z * stride_oz + h * stride_oh,
+        BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
+        stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd, stride_on, stride_od,
+        stride_bn, stride_bk, stride_mn, stride_mk,
+        tl.load(INV_Q + z), tl.load(INV_K + z), tl.load(INV_V + z), tl.load(EXP_MUL + z), tl.load(EXP_DLIM + z),
+        tl.load(INV_C + z), tl.load(OUT_SCALE + z), N, N_V,
+    )
+    # -- one query block: a head's last rows in a TAIL_M-row block when at most TAIL_M remain (N = 197
+    # computes 208 rows instead of 256), every other block BLOCK_M rows --
+    if TAIL_M > 0:
+        if N - row_start <= TAIL_M:
+            _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, TAIL_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
+                                SCALES_FROM_X, V_OPERAND_ORDER)
+            return
+    _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
+                        SCALES_FROM_X, V_OPERAND_ORDER)
+
+
+def tail_rows(n: int) -> int:
+    """Rows (16 or 32) of the block that takes a head's last n % 64 rows when at most 32 remain (0: none).
+
+    A tl.dot needs at least 16 rows; 64-row programs cover the rest.
+    """
+    tail = n % 64
+    if tail == 0:
+        return 0
+    return 16 if tail <= 16 else 32 if tail <= 32 else 0
+
+
+def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=False, v_rows=None,
+                  scales_from_inputs=False):
+    """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place and returned.
+
+    v_operand_order: v is quantize.quantize_qkv's V, each 16 keys stored in the P.V operand's order
+    (quantize.operand_key_order), with v_rows (>= N) rows along N that may be read, zero past N.
+    Otherwise v is read as it is, keys in their own order, N rows.
+    scales_from_inputs: the scales are the amax scales ('sample' or 'batch') of these very q, k, v, so
+    float inputs need no lower clamp or NaN test as they are quantized (helpers.quantize).
+    """
+    z, h, n, d = q.shape
+    if v_operand_order and v_rows is None:
+        raise ValueError("v_operand_order needs v_rows, the rows of v's storage along N")
+    v_rows = v_rows if v_operand_order else n
+    block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
+    dummy = scales.inv_c  # never read when the flag is off
+    b = bias if bias is not None else dummy
+    mk = mask if mask is not None else dummy
+    b_strides = bias.stride() if bias is not None else (0, 0, 0)
+    m_strides = mask.stride() if mask is not None else (0, 0, 0)
+    windows = mask.shape[0] if mask is not None else 1
+
+    def grid(meta):
+        return (z * h, triton.cdiv(n, meta["BLOCK_M"]))
+
+    wide_acc = n > c.INT32_ACC_MAX_N
+    kernel, launch_options = qflash_fwd_kernel, {}
+    if uses_fixed_config(d, wide_acc):  # straight to the jit function: no autotuner on the host path
+        config = FIXED_CONFIG_MULTI_TILE if n > KEY_TILE else FIXED_CONFIG
+        kernel, launch_options = qflash_fwd_kernel.fn, config.all_kwargs()
+    kernel[grid](
+        q, k, v, out,
+        scales.inv_q, scales.inv_k, scales.inv_v, scales.exp_mul, scales.exp_dlim, scales.inv_c,
+        scales.out_scale, b, mk,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
+        h, n, v_rows, windows,
+        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
+        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
+        SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order, **launch_options,
+    )
+    return out

@@ -1,0 +1,57 @@
+"""Bringing every process's per-image outcomes and timings to the main process, with consistency checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class Gathered:
+    rows: list  # (index, label, [top1 per mode], [hit5 per mode]) of every image of every process
+    model_seconds: list  # per mode, the slowest process's
+    warmup_seconds: list  # per mode, the slowest process's
+    wall: float
+    data_wait: float
+    first_batch: float
+    interrupted: bool  # any process was
+
+
+def gather_outcome(accelerator, outcome, interrupted: bool, device) -> Gathered:
+    """All processes call this together; the slowest process's time counts for each figure."""
+    from accelerate.utils import gather_object
+
+    modes = len(outcome.modes)
+    multi = accelerator.num_processes > 1
+    rows = gather_object(outcome.rows()) if multi else outcome.rows()
+    seconds = torch.cat([outcome.seconds, outcome.warmup_seconds, torch.tensor(
+        [outcome.wall_seconds, outcome.data_wait_seconds, outcome.first_batch_seconds], dtype=torch.float64)])
+    if multi:
+        seconds = accelerator.reduce(seconds.to(device), reduction="max")
+        interrupted = bool(gather_object([interrupted]).count(True))
+    seconds = seconds.cpu().tolist()
+    wall, data_wait, first_batch = seconds[2 * modes:]
+    return Gathered(rows, seconds[:modes], seconds[modes:2 * modes], wall, data_wait, first_batch, interrupted)
+
+
+def check_complete(rows: list, expected: Optional[int], interrupted: bool) -> None:
+    """Every image exactly once, and all of them unless the run was interrupted."""
+    indices = [r[0] for r in rows]
+    if len(set(indices)) != len(indices):
+        raise RuntimeError("an image was evaluated twice across processes: data sharding is broken")
+    if not interrupted and expected is not None and len(rows) != expected:
+        raise RuntimeError(f"evaluated {len(rows)} images but the source holds {expected}")
+
+
+def leave_together(accelerator, device) -> None:
+    """Every process leaves together, once the report is written (or has failed), and closes the process
+    group itself: a process that exited with it open aborted in its teardown (gloo on CPU, under load).
+    CPU runs call torch's barrier: accelerate's names a CUDA device a CPU host may not have."""
+    if accelerator.num_processes <= 1:
+        return
+    if device.type == "cpu":
+        torch.distributed.barrier()
+    else:
+        accelerator.wait_for_everyone()
+    torch.distributed.destroy_process_group()

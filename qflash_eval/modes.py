@@ -1,0 +1,107 @@
+"""The attention modes: one registry that the command line, the swap, the report and the benchmarks read.
+
+Imports no torch at module level, so that `eval.py --help` starts at once.
+
+A mode is a name, a sentence for reports and --help, the dtype its model runs in, the attention it puts
+in place of timm's (None: timm's own SDPA), and the fields the report records about it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+REFERENCE_MODE = "fp16"  # every other mode is compared with it, image by image
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """How the integer modes attend: the mode, the scale granularity, I-ViT's output bits, the kernel backend."""
+
+    mode: str
+    granularity: str = "sample"
+    ivit_output_bits: int = 16
+    backend: str = "auto"  # qflash and qflash_paper: auto | triton | reference
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    description: str
+    # the model's dtype: fixed for the float modes ("float32"), the run's --dtype for the integer ones
+    fixed_dtype: Optional[str] = None
+    # (q, k, v, config, **common) -> attention output; None: timm's own SDPA attention
+    attend: Optional[Callable] = None
+    # (config, device) -> what the report records about this mode beyond the common fields
+    report_fields: Callable = field(default=lambda config, device: {})
+
+    @property
+    def is_integer(self) -> bool:
+        return self.attend is not None
+
+    def dtype(self, integer_dtype: str):
+        """The torch dtype of this mode's model; integer_dtype is the run's --dtype (float16, ...)."""
+        import torch
+
+        return getattr(torch, self.fixed_dtype or integer_dtype)
+
+
+def _qflash(q, k, v, config: AttentionConfig, **common):
+    import qflash_kernels as qk
+
+    return qk.qflash_attention(q, k, v, backend=config.backend, **common)
+
+
+def _qflash_paper(q, k, v, config: AttentionConfig, **common):
+    import qflash_kernels as qk
+
+    return qk.qflash_paper_attention(q, k, v, backend=config.backend, **common)
+
+
+def _ivit(q, k, v, config: AttentionConfig, **common):
+    import qflash_kernels as qk
+
+    return qk.ivit_attention(q, k, v, output_bits=config.ivit_output_bits, **common)
+
+
+def _int8qkv(q, k, v, config: AttentionConfig, **common):
+    import qflash_kernels as qk
+
+    return qk.int8qkv_attention(q, k, v, **common)
+
+
+def _kernel_fields(key_tile_name: str):
+    def fields(config: AttentionConfig, device) -> dict:
+        import qflash_kernels as qk
+        from qflash_kernels import constants
+
+        return {"backend": qk.resolve_backend(config.backend, device), "key_tile": getattr(constants, key_tile_name)}
+
+    return fields
+
+
+MODES: dict[str, Mode] = {m.name: m for m in (
+    Mode("fp32", "float32 model, PyTorch SDPA", fixed_dtype="float32"),
+    Mode("fp16", "float16 model, PyTorch SDPA (the reference every other mode is compared with)",
+         fixed_dtype="float16"),
+    Mode("ivit", "int8 Q/K/V, scores materialized and requantized to int8, I-ViT Shiftmax, integer P.V",
+         attend=_ivit, report_fields=lambda config, device: {"output_bits": config.ivit_output_bits}),
+    Mode("qflash_paper", "QFlash as published: int8 Q/K/V, linear integer exp2, 7-bit probabilities, "
+         "32-key tiles (Triton kernel or its bit-exact reference)",
+         attend=_qflash_paper, report_fields=_kernel_fields("PAPER_KEY_TILE")),
+    Mode("qflash", "int8 Q/K/V, this project's integer online softmax: quadratic exp2, 14-bit probabilities "
+         "(Triton kernel or its bit-exact reference)",
+         attend=_qflash, report_fields=_kernel_fields("KEY_TILE")),
+    Mode("int8qkv", "ablation: int8 Q/K/V with an exact float softmax", attend=_int8qkv),
+)}
+ALL_MODES = ("fp32", "fp16", "ivit", "qflash_paper", "qflash")  # what --mode all runs
+
+
+def parse_modes(text: str, with_reference: bool = True) -> list[str]:
+    """'all', one mode or a comma list -> the modes to run, fp16 first when with_reference."""
+    names = list(ALL_MODES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODES]
+    if unknown or not names:
+        raise ValueError(f"unknown mode {', '.join(unknown) or repr(text)}; choose from {', '.join(MODES)} or all")
+    if with_reference and REFERENCE_MODE not in names:
+        names = [REFERENCE_MODE] + names
+    return list(dict.fromkeys(names))

@@ -1,0 +1,89 @@
+"""Accuracy and paired statistics from per-image outcomes, every mode against the fp16 reference.
+
+For a mode and the reference on the same n images: b = images the mode gets right and the reference
+wrong, c = the reverse. The exact McNemar test gives the p-value of b against c; Newcombe's hybrid score
+interval (his method 10, from two Wilson intervals and the correlation of the pairs) bounds the paired
+difference of Top-1, and stays sound at b = c = 0 and at small counts.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from .modes import REFERENCE_MODE
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_paired_interval(a: int, b: int, c: int, d: int, z: float = Z95) -> tuple[float, float]:
+    """95 % interval of p1 - p2 = (b - c) / n for paired outcomes: a both right, b only the first right,
+    c only the second right, d both wrong (Newcombe 1998, method 10)."""
+    n = a + b + c + d
+    if n == 0:
+        return -1.0, 1.0
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(a + b, n, z)
+    l2, u2 = wilson_interval(a + c, n, z)
+    denom = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(denom) if denom else 0.0
+    theta = p1 - p2
+    delta = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    eps = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return max(-1.0, theta - delta), min(1.0, theta + eps)
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2), capped at 1."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2 * tail)
+
+
+def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict:
+    """Per mode: Top-1/Top-5, and against fp16 the agreement, the discordant pairs, McNemar's p and the
+    interval of the Top-1 difference. rows: (index, label, [top1 per mode], [hit5 per mode]), each image once."""
+    n = len(rows)
+    ref = modes.index(REFERENCE_MODE) if REFERENCE_MODE in modes else None
+    results = {}
+    for j, mode in enumerate(modes):
+        correct = [r[2][j] == r[1] for r in rows]
+        entry = {
+            "top1": _pct(sum(correct), n),
+            "top5": _pct(sum(bool(r[3][j]) for r in rows), n),
+            "count": n,
+            "correct_top1": sum(correct),
+            "images_per_s": round(n / seconds[j], 2) if seconds[j] > 0 else None,
+            "agreement": None, "delta_top1": None, "delta_top1_ci95": None,
+            "discordant": None, "mcnemar_p": None,
+        }
+        if ref is not None and n:
+            ref_correct = [r[2][ref] == r[1] for r in rows]
+            b = sum(m and not f for m, f in zip(correct, ref_correct))
+            c = sum(f and not m for m, f in zip(correct, ref_correct))
+            a = sum(m and f for m, f in zip(correct, ref_correct))
+            lo, hi = newcombe_paired_interval(a, b, c, n - a - b - c)
+            entry["agreement"] = _pct(sum(r[2][j] == r[2][ref] for r in rows), n)
+            entry["delta_top1"] = round(100.0 * (b - c) / n, 3)
+            entry["delta_top1_ci95"] = [round(100 * lo, 3), round(100 * hi, 3)]
+            entry["discordant"] = {"only_mode_right": b, "only_fp16_right": c}
+            entry["mcnemar_p"] = round(mcnemar_exact_p(b, c), 6)
+        results[mode] = entry
+    return results
+
+
+def _pct(k: int, n: int) -> Optional[float]:
+    return round(100.0 * k / n, 3) if n else None
