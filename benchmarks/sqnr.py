@@ -1,4 +1,4 @@
-"""SQNR (dB) of qflash, ivit and the int8-Q/K/V float-softmax ablation against float64 attention.
+"""SQNR (dB) of qflash, qflash_paper, ivit and the int8-Q/K/V float-softmax ablation against float64 attention.
 
 python -m benchmarks.sqnr [--seeds 5] [--granularity batch]
 Uniform [-4, 4) fp16 inputs, the paper's workloads at one image each; median and minimum over seeds.
@@ -26,6 +26,7 @@ def measure(name: str, seed: int, granularity: str) -> dict[str, float]:
     ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
     return {
         "qflash": sqnr_db(qk.qflash_attention(q, k, v, granularity=granularity, backend="reference"), ref),
+        "qflash_paper": sqnr_db(qk.qflash_paper_attention(q, k, v, granularity=granularity, backend="reference"), ref),
         "ivit16": sqnr_db(qk.ivit_attention(q, k, v, granularity=granularity, output_bits=16), ref),
         "ivit8": sqnr_db(qk.ivit_attention(q, k, v, granularity=granularity, output_bits=8), ref),
         "int8qkv": sqnr_db(qk.int8qkv_attention(q, k, v, granularity=granularity), ref),
@@ -37,7 +38,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--granularity", default="batch", choices=["batch", "sample"])
     args = p.parse_args(argv)
-    cols = ["qflash", "ivit16", "ivit8", "int8qkv"]
+    cols = ["qflash", "qflash_paper", "ivit16", "ivit8", "int8qkv"]
     print(f"SQNR dB vs float64 attention, uniform [-4,4) fp16, {args.granularity} granularity, "
           f"median (min) of {args.seeds} seeds")
     print("| workload (Z,H,N,D) | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))

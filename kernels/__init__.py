@@ -8,7 +8,7 @@ shared helpers in jit/helpers.py), api.py (checks and dispatch).
 """
 from .api import (
     BACKENDS, compute_scales, int8qkv_attention, ivit_attention, qflash_attention, qflash_attention_int8,
-    resolve_backend,
+    qflash_paper_attention, resolve_backend,
 )
 from .constants import GRANULARITIES, KEY_TILE
 from .reference import DEFAULT_OUTPUT_BITS, qflash_reference, shiftmax
@@ -18,5 +18,5 @@ from .validation import SUPPORTED_HEAD_DIMS
 __all__ = [
     "BACKENDS", "DEFAULT_OUTPUT_BITS", "GRANULARITIES", "KEY_TILE", "SUPPORTED_HEAD_DIMS",
     "AttentionScales", "compute_scales", "int8qkv_attention", "ivit_attention",
-    "qflash_attention", "qflash_attention_int8", "qflash_reference", "resolve_backend", "shiftmax",
+    "qflash_attention", "qflash_attention_int8", "qflash_paper_attention", "qflash_reference", "resolve_backend", "shiftmax",
 ]

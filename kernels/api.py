@@ -13,6 +13,7 @@ import torch
 
 from .constants import GRANULARITIES
 from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
+from .reference.qflash_paper import paper_scales, qflash_paper_reference
 from .scales import AttentionScales, scales_from_amax, static_amax, torch_scales
 from .validation import check_attention_inputs
 
@@ -154,6 +155,38 @@ def qflash_attention_int8(
 
     out = _empty_output(q8.shape, torch.float16, q8.device)
     return launch_qflash(q8, k8, v8, out, int_scales, bias, mask)
+
+
+def qflash_paper_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    granularity: str = "sample",
+    group: int = 1,
+    static_scales: Optional[tuple] = None,
+    bias: Optional[torch.Tensor] = None,
+    mask: Optional[torch.Tensor] = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """qflash_paper: QFlash as the paper published it (linear integer exp2, 7-bit probabilities, 32-key tiles,
+    scale release at shift 30, int8 output); docs/algorithm.md says where it departs from the published code.
+
+    Shapes, strides, bias, mask, group and backends as qflash_attention; D in {16, 32, 64, 128}.
+    granularity: 'batch' is what the paper ran (one scale per tensor per call, so an image's result depends
+    on its batch); 'sample' (default) one scale per image; 'static' static_scales = (s_q, s_k, s_v).
+    Returns (Z, H, N, D) in q's dtype; a group holding inf or NaN gives NaN outputs for that group.
+    """
+    check_attention_inputs(q, k, v, bias, mask, group)
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    scales = paper_scales(q, k, v, granularity, group, static_scales)
+    if resolve_backend(backend, q.device) == "reference":
+        return qflash_paper_reference(q, k, v, scales, bias, mask)
+    from .jit.qflash_paper import launch_qflash_paper
+
+    return launch_qflash_paper(q, k, v, torch.empty_like(q, memory_format=torch.contiguous_format), scales, bias,
+                               mask)
 
 
 def ivit_attention(

@@ -1,0 +1,184 @@
+"""qflash_paper in one Triton kernel, bit-exact with reference/qflash_paper.py (the specification).
+
+A program takes 32 query rows of one (z, h) against 32-key tiles, the published kernel's default launch
+configuration (the key tile is part of its online softmax's arithmetic). Q/K/V are quantized on load
+with the published rounding; Swin's bias and mask are read by index and converted as the published code
+converts an additive mask; every constant is read per z from device memory (no host sync). Shift counts
+are clamped to [0, 31] and float-to-int casts clamped first: the published kernel leaves both undefined.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .. import constants as c
+from .helpers import round_clamped, to_output_dtype
+
+PAPER_SHIFT = tl.constexpr(c.PAPER_SHIFT)
+RELEASE_SHIFT = tl.constexpr(c.PAPER_RELEASE_SHIFT)
+RELEASE_HALF = tl.constexpr(1 << (c.PAPER_RELEASE_SHIFT - 1))
+REQ_HALF = tl.constexpr(1 << (c.PAPER_SHIFT - 1))
+NEG_INF = tl.constexpr(c.PAPER_NEG_INF)
+BIAS_LIMIT = tl.constexpr(float(-c.PAPER_NEG_INF))
+NEG_BIAS_LIMIT = tl.constexpr(float(c.PAPER_NEG_INF))
+MASKED_BELOW = tl.constexpr(c.PAPER_MASKED_BELOW)
+LOG2E = tl.constexpr(c.PAPER_LOG2E)
+QMIN = tl.constexpr(float(c.PAPER_QMIN))
+QMAX = tl.constexpr(float(c.PAPER_QMAX))
+QUOTIENT_MIN = tl.constexpr(-(2.0**31))
+QUOTIENT_MAX = tl.constexpr(2.0**31 - 128)
+
+
+@triton.jit
+def _in_dtype(x, dtype: tl.constexpr):
+    """float32 x rounded to dtype and back: the published code computes these steps in the model dtype."""
+    return to_output_dtype(x, dtype).to(tl.float32)
+
+
+@triton.jit
+def _quantize(x, s, dtype: tl.constexpr):
+    # clamp(round(x / s), -128, 127): the quotient in the dtype, rounded to even; clamping first is the same
+    t = _in_dtype(tl.math.div_rn(x.to(tl.float32), s), dtype)
+    t = tl.where(t == t, t, 0.0)
+    return round_clamped(tl.minimum(tl.maximum(t, QMIN), QMAX)).to(tl.int8)
+
+
+@triton.jit
+def _shift_right(x, count):
+    # x >> count with the published kernel's GPU meaning for counts outside [0, 31]: 0 or -1
+    return x >> tl.where((count < 0) | (count > 31), 31, count)
+
+
+@triton.jit
+def _exp2(x, rscale, exp_m):
+    # 2**(x / R) at scale 1/R for x <= 0: q = (x exp_M) >> 16, r = x + q R, ((r >> 1) + R) >> q, in int32
+    q = (x * exp_m) >> PAPER_SHIFT
+    r = x + q * rscale
+    return _shift_right((r >> 1) + rscale, q)
+
+
+@triton.jit
+def _release(x, alpha, mult):
+    # (x alpha mult + 2**29) >> 30 in int64, kept as int32
+    return ((x.to(tl.int64) * alpha * mult + RELEASE_HALF) >> RELEASE_SHIFT).to(tl.int32)
+
+
+@triton.jit
+def _attend_kv_tiles(
+    q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
+    stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
+    s_k, s_v, rscale, exp_m, req_m, l_m, acc_m, sm_scale, N,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, DTYPE: tl.constexpr,
+):
+    """The published online softmax of one query block over all N keys, BLOCK_N keys per step."""
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    dim_ok = offs_d < HEAD_DIM
+    for start in range(0, N, BLOCK_N):
+        # -- scores: int8 Q.K^T, plus the converted bias + mask; keys past N score -2**20 --
+        keys = start + offs_n
+        key_ok = keys < N
+        kt = tl.load(k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd,
+                     mask=dim_ok[:, None] & key_ok[None, :], other=0)
+        s = tl.dot(q, _quantize(kt, s_k, DTYPE), out_dtype=tl.int32)
+        if HAS_BIAS or HAS_MASK:
+            rows_in = tl.minimum(offs_m, N - 1)[:, None]
+            keys_in = tl.minimum(keys, N - 1)[None, :]
+            total = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+            if HAS_BIAS:
+                total += tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
+            if HAS_MASK:
+                total += tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
+            total = _in_dtype(total, DTYPE)
+            units = _in_dtype(tl.math.div_rn(_in_dtype(total * LOG2E, DTYPE), sm_scale), DTYPE)
+            units = tl.where(units == units, units, 0.0)
+            units = round_clamped(tl.minimum(tl.maximum(units, NEG_BIAS_LIMIT), BIAS_LIMIT))
+            s += tl.where(total < MASKED_BELOW, NEG_INF, units)
+        s = tl.where(key_ok[None, :], s, NEG_INF)
+
+        # -- linear exp2, 7-bit probabilities, scale release of l and acc --
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        p = _exp2(s - m_new[:, None], rscale, exp_m)
+        p8 = ((p * req_m + REQ_HALF) >> PAPER_SHIFT).to(tl.int8)
+        alpha = _exp2(m_i - m_new, rscale, exp_m)
+        l_i = _release(l_i, alpha, l_m) + tl.sum(p8.to(tl.int32), axis=1)
+        acc = _release(acc, alpha[:, None], acc_m)
+        vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                     mask=key_ok[:, None] & dim_ok[None, :], other=0)
+        acc += tl.dot(p8, _quantize(vt, s_v, DTYPE), out_dtype=tl.int32)
+        m_i = m_new
+    return acc, l_i
+
+
+@triton.jit
+def qflash_paper_fwd_kernel(
+    Q, K, V, O,
+    S_Q, S_K, S_V, OUT_SCALE, SM_SCALE, RSCALE, EXP_M, REQ_M, L_M, ACC_M,
+    BIAS, MASK,
+    stride_qz, stride_qh, stride_qn, stride_qd,
+    stride_kz, stride_kh, stride_kn, stride_kd,
+    stride_vz, stride_vh, stride_vn, stride_vd,
+    stride_oz, stride_oh, stride_on, stride_od,
+    stride_bh, stride_bn, stride_bk,
+    stride_mw, stride_mn, stride_mk,
+    H, N, NUM_WINDOWS,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, DTYPE: tl.constexpr,
+):
+    # -- set-up: this program's rows, its head's pointers, its image's constants; Q quantized on load --
+    z = tl.program_id(0) // H
+    h = tl.program_id(0) % H
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N
+    dim_ok = offs_d < HEAD_DIM
+    q = tl.load(Q + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
+                mask=row_ok[:, None] & dim_ok[None, :], other=0)
+    q = _quantize(q, tl.load(S_Q + z), DTYPE)
+    m_i = tl.full([BLOCK_M], NEG_INF, dtype=tl.int32)
+    l_i = tl.full([BLOCK_M], 1, dtype=tl.int32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
+    acc, l_i = _attend_kv_tiles(
+        q, acc, l_i, m_i, offs_m, K + z * stride_kz + h * stride_kh, V + z * stride_vz + h * stride_vh,
+        BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
+        stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
+        tl.load(S_K + z), tl.load(S_V + z), tl.load(RSCALE + z), tl.load(EXP_M + z), tl.load(REQ_M + z),
+        tl.load(L_M + z), tl.load(ACC_M + z), tl.load(SM_SCALE + z), N,
+        HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, DTYPE,
+    )
+    # -- epilogue: int8(trunc(acc / l)) times s_v, in the model dtype --
+    quotient = tl.math.div_rn(acc.to(tl.float32), tl.maximum(l_i, 1).to(tl.float32)[:, None])
+    o8 = tl.minimum(tl.maximum(quotient, QUOTIENT_MIN), QUOTIENT_MAX).to(tl.int32).to(tl.int8)
+    out = o8.to(tl.float32) * tl.load(OUT_SCALE + z)
+    o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
+    tl.store(o_ptrs, to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+
+
+def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
+    """Run the kernel on validated (Z, H, N, D) float tensors with reference.qflash_paper.PaperScales;
+    `out` (q's dtype and shape) is written in place and returned."""
+    import torch
+
+    z, h, n, d = q.shape
+    as_f32 = [t.to(torch.float32).contiguous() for t in (scales.s_q, scales.s_k, scales.s_v)]
+    out_scale = torch.where(scales.finite, as_f32[2], torch.full_like(as_f32[2], float("nan")))
+    ints = [t.to(torch.int32).contiguous() for t in
+            (scales.rscale, scales.exp_m, scales.req_m, scales.l_m, scales.acc_m)]
+    dummy = out_scale  # never read when the flag is off
+    b = bias if bias is not None else dummy
+    mk = mask if mask is not None else dummy
+    b_strides = bias.stride() if bias is not None else (0, 0, 0)
+    m_strides = mask.stride() if mask is not None else (0, 0, 0)
+    windows = mask.shape[0] if mask is not None else 1
+    dtype = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[q.dtype]
+    grid = (z * h, triton.cdiv(n, c.PAPER_QUERY_TILE))
+    qflash_paper_fwd_kernel[grid](
+        q, k, v, out, *as_f32, out_scale, scales.sm_scale_f32.contiguous(), *ints, b, mk,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
+        h, n, windows,
+        HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=c.PAPER_QUERY_TILE,
+        BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
+        num_warps=4, num_stages=2, enable_fp_fusion=False,
+    )
+    return out
