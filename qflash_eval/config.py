@@ -1,6 +1,7 @@
-"""Model aliases and presets from configs/*.toml."""
+"""Model aliases and presets from configs/*.toml, installed as the package data qflash_eval.configs."""
 from __future__ import annotations
 
+import importlib.resources
 import pathlib
 import tomllib
 from dataclasses import dataclass
@@ -8,7 +9,6 @@ from typing import Optional
 
 DEFAULT_HUB_DATASET = "ILSVRC/imagenet-1k"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,7 @@ class ModelAlias:
 
 
 def _load(name: str) -> dict:
-    with open(CONFIG_DIR / name, "rb") as f:
-        return tomllib.load(f)
+    return tomllib.loads(importlib.resources.files("qflash_eval.configs").joinpath(name).read_text())
 
 
 def model_aliases() -> dict[str, ModelAlias]:

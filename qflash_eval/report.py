@@ -107,6 +107,19 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+IMAGENET_VAL_IMAGES = 50000
+
+
+def paper_line(report: dict) -> str:
+    """The paper's reported Top-1 for this model, and whether this run's count makes it comparable."""
+    paper = report.get("paper_top1")
+    if not paper:
+        return ""
+    count = report["data"]["count"]
+    note = "" if count >= IMAGENET_VAL_IMAGES else f" (not comparable: {count} of the {IMAGENET_VAL_IMAGES} validation images ran)"
+    return f"\nThe paper reports Top-1 FP32 {paper['fp32']:.2f} %, QFlash {paper['qflash']:.2f} %{note}.\n"
+
+
 def markdown(report: dict) -> str:
     p = report["provenance"]
     head = (
@@ -115,7 +128,7 @@ def markdown(report: dict) -> str:
         f"{p['device']}" + (", CUDA graphs" if report.get("cuda_graphs") else "")
         + (" — INTERRUPTED, partial" if report.get("interrupted") else "")
     )
-    text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n"
+    text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n" + paper_line(report)
     t = report.get("timing")
     if t:
         text += (f"\n{t['images_per_s']} images/s overall ({p['processes']} process(es), wall {t['wall_s']} s: "

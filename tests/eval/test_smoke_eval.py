@@ -38,11 +38,15 @@ def test_smoke_accuracy(smoke_report):
     assert r["fp32"]["top1"] >= 70.0 and r["fp16"]["top1"] >= 70.0
     assert r["qflash"]["agreement"] >= 95.0
     assert r["qflash"]["top1"] >= 70.0
+    # the published arithmetic flips more predictions: 95.8 % agreement measured on these images
+    assert r["qflash_paper"]["agreement"] >= 92.0 and r["qflash_paper"]["top1"] >= 70.0
+    assert r["qflash_paper"]["key_tile"] == 32 and r["qflash"]["key_tile"] == 64
     assert r["ivit"]["output_bits"] == IVIT_BITS
     assert r["ivit"]["top1"] >= IVIT_MIN_TOP1 and r["ivit"]["agreement"] >= IVIT_MIN_AGREEMENT
     assert r["qflash"]["attention_modules_replaced"] == 12 and r["qflash"]["backend"] == "reference"
     assert smoke_report["weights_sha256"] == "385fd27c8b8ab5d361d59b5eeed8f48475e4adada2cedbf8e013bdb4a84e6564"
     assert smoke_report["data"]["count"] == 500 and smoke_report["granularity"] == "sample"
+    assert smoke_report["schema_version"] >= 2 and smoke_report["paper_top1"]["qflash"] == 71.70
 
 
 def test_interpreted_kernel_gives_identical_logits_on_real_images():

@@ -52,7 +52,8 @@ def test_equals_the_papers_own_code(rng, device, n, d):
     quotient = acc.double() / l.clamp(min=1).double()
     near_integer = (quotient - quotient.round()).abs() <= 4 * 2.0**-23 * quotient.abs().clamp(min=1)
     step = paper_scales(q, k, v, "batch").s_v[0].float()
-    one_step = ((official.float() - ours.float()).abs() - step).abs() <= step * 2.0**-9
+    # the int8 outputs behind both (o8 * s_v rounded to float16 is within half a unit of o8 * s_v)
+    one_step = ((official.float() / step).round() - (ours.float() / step).round()).abs() == 1
     assert bool((near_integer & one_step)[differ].all()), f"{int(differ.sum())} differ, not all at a boundary"
     assert int(differ.sum()) <= max(8, differ.numel() // 1000)
 
