@@ -20,7 +20,11 @@ class ModelAlias:
 
 
 def _load(name: str) -> dict:
-    return tomllib.loads(importlib.resources.files("qflash_eval.configs").joinpath(name).read_text())
+    try:  # installed (wheel or editable): package data
+        text = importlib.resources.files("qflash_eval.configs").joinpath(name).read_text()
+    except ModuleNotFoundError:  # a source tree on PYTHONPATH, not installed
+        text = (REPO_ROOT / "configs" / name).read_text()
+    return tomllib.loads(text)
 
 
 def model_aliases() -> dict[str, ModelAlias]:

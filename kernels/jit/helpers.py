@@ -77,6 +77,21 @@ def to_output_dtype(x, dtype: tl.constexpr):
 
 
 @triton.jit
+def load_bias_mask(bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn, stride_mk,
+                   ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
+    """bias + mask of one (rows, keys) tile in float32, read by index. Rows and keys past N read row / key
+    N - 1 instead of a masked load: those rows are never stored and the callers give those keys no weight."""
+    rows_in = tl.minimum(offs_m, N - 1)[:, None]
+    keys_in = tl.minimum(keys, N - 1)[None, :]
+    total = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    if HAS_BIAS:
+        total += tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
+    if HAS_MASK:
+        total += tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
+    return total
+
+
+@triton.jit
 def tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd):
     """Q (which = 0), K (1) or V (2): its pointer and its z, h, n, d strides."""
     if which == 0:

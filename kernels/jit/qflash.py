@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from .helpers import key_of_position, quantize, round_clamped, to_operand_order, to_output_dtype
+from .helpers import key_of_position, load_bias_mask, quantize, round_clamped, to_operand_order, to_output_dtype
 
 KEY_TILE = c.KEY_TILE
 EXP_POLY_A = tl.constexpr(c.EXP_POLY_A)
@@ -82,15 +82,8 @@ def _attend_kv_tiles(
         kt = quantize(tl.load(kt_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), inv_k, SCALES_FROM_X)
         s = tl.dot(q, kt, out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
-            # rows and keys past N read row / key N - 1 instead of a masked load: those rows are never
-            # stored and those keys get NEG_SCORE below
-            rows_in = tl.minimum(offs_m, N - 1)[:, None]
-            keys_in = tl.minimum(keys, N - 1)[None, :]
-            b = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
-            if HAS_BIAS:
-                b += tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
-            if HAS_MASK:
-                b += tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
+            b = load_bias_mask(bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn, stride_mk,
+                               ROWS, BLOCK_N, HAS_BIAS, HAS_MASK)
             t = b * inv_c
             t = tl.where(t == t, t, 0.0)
             t = tl.minimum(tl.maximum(t, NEG_BIAS_INT_LIMIT), BIAS_INT_LIMIT)

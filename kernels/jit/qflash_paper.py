@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from .helpers import round_clamped, to_output_dtype
+from .helpers import load_bias_mask, round_clamped, to_output_dtype
 
 PAPER_SHIFT = tl.constexpr(c.PAPER_SHIFT)
 RELEASE_SHIFT = tl.constexpr(c.PAPER_RELEASE_SHIFT)
@@ -83,14 +83,8 @@ def _attend_kv_tiles(
                      mask=dim_ok[:, None] & key_ok[None, :], other=0)
         s = tl.dot(q, _quantize(kt, s_k, DTYPE), out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
-            rows_in = tl.minimum(offs_m, N - 1)[:, None]
-            keys_in = tl.minimum(keys, N - 1)[None, :]
-            total = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-            if HAS_BIAS:
-                total += tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
-            if HAS_MASK:
-                total += tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
-            total = _in_dtype(total, DTYPE)
+            total = _in_dtype(load_bias_mask(bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn,
+                                             stride_mk, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK), DTYPE)
             units = _in_dtype(tl.math.div_rn(_in_dtype(total * LOG2E, DTYPE), sm_scale), DTYPE)
             units = tl.where(units == units, units, 0.0)
             units = round_clamped(tl.minimum(tl.maximum(units, NEG_BIAS_LIMIT), BIAS_LIMIT))
