@@ -185,14 +185,14 @@ def bench_models(models: list[str], batch: int) -> list[dict]:
 
     from qflash_eval.attention_swap import swap_attention
     from qflash_eval.config import resolve_model_name
-    from qflash_eval.modes import AttentionConfig
+    from qflash_eval.modes import ALL_MODES, AttentionConfig
 
     rows = []
     x = torch.randn(batch, 3, 224, 224, device="cuda").half()
     for alias in models:
         base = timm.create_model(resolve_model_name(alias)[0], pretrained=False).eval()
         fp16_ms = {}
-        for mode in ("fp16", "ivit", "qflash"):
+        for mode in [m for m in ALL_MODES if m != "fp32"]:  # fp16 first: the others are relative to it
             model = copy.deepcopy(base)
             swap_attention(model, AttentionConfig(mode))
             model = model.cuda().half()
