@@ -7,6 +7,7 @@ reaches 94.4 % on them); ivit bounds measured on this set at the output bits it 
 import json
 
 import pytest
+import timm
 import torch
 
 from conftest import DEIT_TINY_WEIGHTS, SAMPLE_IMAGES, require_shared
