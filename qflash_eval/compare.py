@@ -1,27 +1,88 @@
-"""`eval.py compare`: one table from several saved results files."""
+"""`eval.py compare`: one table from several saved results files, with a warning where they differ.
+
+Imports no torch: it starts at once.
+"""
 from __future__ import annotations
 
 import json
 import pathlib
 
-from .report import _fmt, markdown_table
+from .report import IMAGENET_VAL_IMAGES, _fmt, markdown_table
+
+HEADER = ["run", "model", "mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "95% CI", "McNemar p", "agree w/ fp16 %",
+          "images", "granularity", "dtype", "paper Top-1 %", "data"]
 
 
-def compare(paths: list[str]) -> str:
-    """One Markdown table of several saved result files."""
-    header = ["run", "model", "mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "agree w/ fp16 %", "images",
-              "granularity", "dtype", "data"]
+def read_report(path) -> dict:
+    """A results JSON written by eval.py, or a ValueError that says what is wrong with it."""
+    path = pathlib.Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or err}") from err
+    except ValueError as err:
+        raise ValueError(f"{path} is not JSON: {err}") from err
+    if not isinstance(report, dict) or not isinstance(report.get("results"), dict):
+        raise ValueError(f"{path} is not a qflash-eval results file (no 'results' table)")
+    if not isinstance(report.get("data"), dict) or "source" not in report["data"] or "count" not in report["data"]:
+        raise ValueError(f"{path} is not a qflash-eval results file (no 'data' source and count)")
+    return report
+
+
+def paper_cell(report: dict, mode: str) -> str:
+    """The paper's Top-1 for this model and mode (fp32 -> its FP32 column, qflash* -> its QFlash column)."""
+    paper = report.get("paper_top1") or {}
+    key = "fp32" if mode == "fp32" else "qflash" if mode.startswith("qflash") else None
+    if key is None or paper.get(key) is None:
+        return "-"
+    comparable = report["data"]["count"] >= IMAGENET_VAL_IMAGES and report.get("complete", True)
+    return f"{paper[key]:.2f}" + ("" if comparable else " (n/c)")
+
+
+def differences(named: list[tuple[str, dict]]) -> list[str]:
+    """Warning lines: runs that differ in model, image set, granularity or completeness."""
+    if len(named) < 2:
+        return []
+    checks = {
+        "model": lambda r: r.get("timm_name") or r.get("model"),
+        "image set": lambda r: (r["data"]["source"], r["data"].get("selection"), r["data"]["count"]),
+        "granularity": lambda r: r.get("granularity"),
+        "completeness": lambda r: "partial" if (r.get("interrupted") or r.get("stopped") or r.get("unusable"))
+        else "complete",
+    }
+    lines = []
+    for what, key in checks.items():
+        values = {}
+        for name, r in named:
+            values.setdefault(str(key(r)), []).append(name)
+        if len(values) > 1:
+            lines.append(f"warning: the runs differ in {what}: " + "; ".join(
+                f"{', '.join(names)}: {value}" for value, names in values.items()))
+    return lines
+
+
+def rows_of(name: str, report: dict) -> list[list[str]]:
     rows = []
-    for path in paths:
-        try:
-            report = json.loads(pathlib.Path(path).read_text())
-            results = report["results"]
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"{path} is not a qflash-eval results file: {err}") from err
-        for mode, r in results.items():
-            delta = "-" if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
-            rows.append([pathlib.Path(path).stem, report.get("model", "?"), mode, _fmt(r.get("top1")),
-                         _fmt(r.get("top5")), delta, _fmt(r.get("agreement")), str(r.get("count")),
-                         report.get("granularity", "?"), str(r.get("dtype", "?")),
-                         f"{report['data']['source']} ({report['data']['count']})"])
-    return markdown_table(header, rows)
+    for mode, r in report["results"].items():
+        delta = "-" if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
+        p = r.get("mcnemar_p")
+        rows.append([name, report.get("model", "?"), mode, _fmt(r.get("top1")), _fmt(r.get("top5")), delta,
+                     _fmt(r.get("delta_top1_ci95")), "-" if p is None else f"{p:.3g}", _fmt(r.get("agreement")),
+                     str(r.get("count")), report.get("granularity", "?"), str(r.get("dtype", "?")),
+                     paper_cell(report, mode), f"{report['data']['source']} ({report['data']['count']})"])
+    return rows
+
+
+def compare_reports(named: list[tuple[str, dict]]) -> str:
+    rows = [row for name, report in named for row in rows_of(name, report)]
+    text = markdown_table(HEADER, rows)
+    if any(report.get("paper_top1") for _, report in named):
+        text += (f"\n\npaper Top-1: the paper's reported FP32 (fp32 rows) and QFlash (qflash rows) numbers; (n/c) = "
+                 f"not comparable, fewer than the {IMAGENET_VAL_IMAGES} validation images ran.")
+    return text
+
+
+def compare(paths: list[str]) -> tuple[str, list[str], list[tuple[str, dict]]]:
+    """(the Markdown table, warning lines, the reports by run name) of several saved result files."""
+    named = [(pathlib.Path(p).stem, read_report(p)) for p in paths]
+    return compare_reports(named), differences(named), named

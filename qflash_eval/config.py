@@ -15,6 +15,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 class ModelAlias:
     alias: str
     timm_name: str
+    paper_label: Optional[str] = None
     paper_fp32_top1: Optional[float] = None
     paper_qflash_top1: Optional[float] = None
 
@@ -31,10 +32,24 @@ def model_aliases() -> dict[str, ModelAlias]:
     return {alias: ModelAlias(alias=alias, **fields) for alias, fields in _load("models.toml")["models"].items()}
 
 
+PAPER_MODELS = "paper"  # --model paper: every alias of models.toml, in its order
+
+
 def resolve_model_name(name: str) -> tuple[str, Optional[ModelAlias]]:
-    """An alias (deit_tiny) or any timm name -> (timm name, alias entry or None)."""
-    alias = model_aliases().get(name)
+    """An alias (deit_tiny), a paper label (DeiT-T, any case) or any timm name -> (timm name, alias or None)."""
+    aliases = model_aliases()
+    alias = aliases.get(name) or next(
+        (a for a in aliases.values() if a.paper_label and a.paper_label.lower() == name.lower()), None)
     return (alias.timm_name, alias) if alias else (name, None)
+
+
+def expand_models(text: str) -> list[str]:
+    """--model: one name, a comma list, or 'paper' (the seven models of the paper)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    out = []
+    for n in names:
+        out.extend(model_aliases() if n == PAPER_MODELS else [n])
+    return list(dict.fromkeys(out))
 
 
 def presets() -> dict[str, dict]:

@@ -29,11 +29,11 @@ class ModeModel:
 
 @dataclass
 class PerImage:
-    """Per-image outcomes, one row per image this process evaluated."""
+    """Per-image outcomes, one row per image this process evaluated, and what stopped or was skipped."""
 
     modes: list[str]
-    # one (index, label, top1 (B, modes) predicted class, hit5 (B, modes) label in top 5) per batch,
-    # appended in one step so that Ctrl-C never leaves a half-recorded batch
+    # one (index, label, top5 (B, modes, 5) predicted classes, names) per batch, appended in one step so
+    # that Ctrl-C never leaves a half-recorded batch
     batches: list[tuple] = field(default_factory=list)
     seconds: Optional[torch.Tensor] = None  # model time per mode
     # wall time of the loop, time blocked waiting for decoded batches (the first wait, which includes
@@ -42,14 +42,21 @@ class PerImage:
     data_wait_seconds: float = 0.0
     first_batch_seconds: float = 0.0
     warmup_seconds: Optional[torch.Tensor] = None  # per mode: one untimed pass over the first batch
+    unusable: list = field(default_factory=list)  # (index, name, reason) of items that could not be used
+    stopped: Optional[str] = None  # why the loop ended before the data did, if it did
+
+    def batch_sizes(self) -> list[int]:
+        return [int(b[0].numel()) for b in self.batches]
 
     def rows(self) -> list[tuple]:
-        if not self.batches:
-            return []
-        index, label, top1, hit5 = (torch.cat(parts) for parts in zip(*self.batches))
-        return [
-            (int(index[i]), int(label[i]), top1[i].tolist(), hit5[i].tolist()) for i in range(index.numel())
-        ]
+        """(index, label, [top1 per mode], [label in top 5, per mode], [[top 5 classes] per mode], name)."""
+        out = []
+        for index, label, top5, names in self.batches:
+            hit5 = (top5 == label[:, None, None]).any(dim=2)
+            for i in range(index.numel()):
+                out.append((int(index[i]), int(label[i]), top5[i, :, 0].tolist(), hit5[i].tolist(),
+                            top5[i].tolist(), names[i]))
+        return out
 
 
 def _synchronize(device: torch.device):
@@ -65,13 +72,21 @@ def _timed(work, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def loader_error_line(err: BaseException) -> str:
+    """One line for an error raised in a decode worker (the DataLoader re-raises it with a traceback text)."""
+    text = str(err).strip().splitlines()
+    last = next((line for line in reversed(text) if line.strip()), type(err).__name__)
+    return f"the data loader failed: {last.strip()}"
+
+
 def evaluate(models: list[ModeModel], loader, device: torch.device, progress=None,
-             warmup: Optional[bool] = None) -> tuple[PerImage, bool]:
+             warmup: Optional[bool] = None, skip_unusable: bool = False) -> tuple[PerImage, bool]:
     """Run every model on every batch. Returns the outcomes and whether the run was interrupted.
 
     warmup (default: on CUDA) runs each model on the first batch and on its first image before timing,
     so that kernel compilation and autotuning are reported as warm-up, not as model time.
-    Ctrl-C stops after the batch in flight; what finished is kept and reported.
+    An unusable item stops the loop before its batch (skip_unusable: the batch runs without it); Ctrl-C
+    or SIGTERM stops after the batch in flight. What finished is kept and reported.
     """
     warmup = device.type == "cuda" if warmup is None else warmup
     result = PerImage(modes=[m.mode for m in models])
@@ -87,40 +102,52 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
             while True:
                 wait_start = time.perf_counter()
                 try:
-                    images, labels, index = next(batches)
+                    batch = next(batches)
                 except StopIteration:
+                    break
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as err:  # noqa: BLE001 - a worker's failure ends the loop, not the run
+                    result.stopped = loader_error_line(err)
                     break
                 waited = time.perf_counter() - wait_start
                 if result.batches:
                     result.data_wait_seconds += waited
                 else:
                     result.first_batch_seconds = waited
-                images = images.to(device, non_blocking=True)
-                labels_dev = labels.to(device, non_blocking=True)
+                if batch.failures:
+                    result.unusable.extend(batch.failures)
+                    if not skip_unusable:
+                        index, name, reason = batch.failures[0]
+                        result.stopped = f"{reason} (pass --skip-unreadable to skip such items)"
+                        break
+                if batch.images is None:
+                    continue
+                images = batch.images.to(device, non_blocking=True)
+                labels = batch.labels
                 if warmup and not result.batches:
                     # the full batch and a single image: kernels tune per launch-size class, and the
-                    # workers' last batches are short
+                    # last batches are short
                     for j, m in enumerate(models):
                         result.warmup_seconds[j] = _timed(
                             lambda: (m(images), m(images[:1])), device)
-                top1, hit5 = [], []
+                top5 = []
                 for j, m in enumerate(models):
                     _synchronize(device)
                     start, setup_before = time.perf_counter(), m.setup_seconds
                     logits = m(images)
-                    top5 = logits.float().topk(5, dim=1).indices
+                    top5.append(logits.float().topk(5, dim=1).indices)
                     _synchronize(device)
                     setup = m.setup_seconds - setup_before  # a new batch shape captured: warm-up
                     seconds[j] += time.perf_counter() - start - setup
                     result.warmup_seconds[j] += setup
-                    top1.append(top5[:, 0])
-                    hit5.append((top5 == labels_dev[:, None]).any(dim=1))
-                top1_t, hit5_t = torch.stack(top1, 1).cpu(), torch.stack(hit5, 1).cpu()
-                result.batches.append((index.cpu(), labels.cpu(), top1_t, hit5_t))
-                correct += (top1_t == labels.cpu()[:, None]).sum(0)
-                seen += labels.numel()
+                top5_t = torch.stack(top5, 1).cpu()
+                result.batches.append((batch.index, labels, top5_t, batch.names))
+                n = labels.numel()
+                correct += (top5_t[:, :, 0] == labels[:, None]).sum(0)
+                seen += n
                 if progress is not None:
-                    progress.update(labels.numel())
+                    progress.update(n)
                     progress.set_postfix_str(
                         " | ".join(f"{m.mode} {100.0 * c / seen:.1f}" for m, c in zip(models, correct.tolist()))
                     )

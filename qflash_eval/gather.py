@@ -16,6 +16,9 @@ class Gathered:
     data_wait: float
     first_batch: float
     interrupted: bool  # any process was
+    batch_sizes: dict  # images per batch -> batches, over all processes
+    unusable: list  # (index, name, reason) of every item that could not be used, sorted
+    stopped: list  # why a process stopped early (an unusable item, a data-loader failure), one line each
 
 
 def gather_outcome(accelerator, outcome, interrupted: bool, device) -> Gathered:
@@ -25,6 +28,13 @@ def gather_outcome(accelerator, outcome, interrupted: bool, device) -> Gathered:
     modes = len(outcome.modes)
     multi = accelerator.num_processes > 1
     rows = gather_object(outcome.rows()) if multi else outcome.rows()
+    sizes = outcome.batch_sizes()
+    unusable, stopped = outcome.unusable, [outcome.stopped] if outcome.stopped else []
+    if multi:
+        sizes, unusable, stopped = gather_object(sizes), gather_object(unusable), gather_object(stopped)
+    counts: dict = {}
+    for n in sizes:
+        counts[n] = counts.get(n, 0) + 1
     seconds = torch.cat([outcome.seconds, outcome.warmup_seconds, torch.tensor(
         [outcome.wall_seconds, outcome.data_wait_seconds, outcome.first_batch_seconds], dtype=torch.float64)])
     if multi:
@@ -32,19 +42,20 @@ def gather_outcome(accelerator, outcome, interrupted: bool, device) -> Gathered:
         interrupted = bool(gather_object([interrupted]).count(True))
     seconds = seconds.cpu().tolist()
     wall, data_wait, first_batch = seconds[2 * modes:]
-    return Gathered(rows, seconds[:modes], seconds[modes:2 * modes], wall, data_wait, first_batch, interrupted)
+    return Gathered(rows, seconds[:modes], seconds[modes:2 * modes], wall, data_wait, first_batch, interrupted,
+                    dict(sorted(counts.items())), sorted(unusable), stopped)
 
 
-def check_complete(rows: list, expected: Optional[int], interrupted: bool) -> None:
-    """Every image exactly once, and all of them unless the run was interrupted."""
+def check_complete(rows: list, expected: Optional[int], ended_early: bool, unusable: int = 0) -> None:
+    """Every image exactly once, and all of them (less the skipped ones) unless the run ended early."""
     indices = [r[0] for r in rows]
     if len(set(indices)) != len(indices):
         raise RuntimeError("an image was evaluated twice across processes: data sharding is broken")
-    if not interrupted and expected is not None and len(rows) != expected:
-        raise RuntimeError(f"evaluated {len(rows)} images but the source holds {expected}")
+    if not ended_early and expected is not None and len(rows) + unusable != expected:
+        raise RuntimeError(f"evaluated {len(rows)} images and skipped {unusable}, but the source holds {expected}")
 
 
-def leave_together(accelerator, device) -> None:
+def leave_together(accelerator, device, close: bool = True) -> None:
     """Every process leaves together, once the report is written (or has failed), and closes the process
     group itself: a process that exited with it open aborted in its teardown (gloo on CPU, under load).
     CPU runs call torch's barrier: accelerate's names a CUDA device a CPU host may not have."""
@@ -54,4 +65,5 @@ def leave_together(accelerator, device) -> None:
         torch.distributed.barrier()
     else:
         accelerator.wait_for_everyone()
-    torch.distributed.destroy_process_group()
+    if close:
+        torch.distributed.destroy_process_group()

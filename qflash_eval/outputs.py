@@ -1,33 +1,171 @@
-"""Writing a report: JSON, CSV, Markdown and per-image predictions beside each other."""
+"""Where a report goes and how it is written: JSON, tidy CSV, Markdown, per-image predictions and a chart,
+side by side, checked before the run and each written whole (temporary file, then rename)."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 import pathlib
+import tempfile
+from dataclasses import dataclass
+from typing import Optional
 
-from .report import markdown
+RESULT_SUFFIXES = (".json", ".csv")
 
-COLUMNS = ("mode", "top1", "top5", "delta_top1", "delta_top1_ci95", "agreement", "count", "images_per_s")
+# one row per (model, mode); numbers as numbers, readable straight into pandas
+CSV_COLUMNS = ("model", "timm_name", "mode", "top1", "top1_err", "top5", "top5_err", "count", "agreement",
+               "delta_top1", "delta_top1_ci95_low", "delta_top1_ci95_high", "only_mode_right", "only_fp16_right",
+               "mcnemar_p", "images_per_s", "param_count", "img_size", "crop_pct", "interpolation", "granularity",
+               "dtype", "batch_size", "data_source", "data_count", "unusable_skipped", "interrupted",
+               "paper_fp32_top1", "paper_qflash_top1")
 
 
-def write_outputs(report: dict, json_path: pathlib.Path, prediction_rows: list[tuple]) -> list[pathlib.Path]:
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    csv_path = json_path.with_suffix(".csv")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(list(COLUMNS))
+@dataclass(frozen=True)
+class ResultPaths:
+    json: pathlib.Path
+    csv: pathlib.Path
+    markdown: pathlib.Path
+    predictions: pathlib.Path
+    chart: pathlib.Path
+
+    @classmethod
+    def beside(cls, stem_path: pathlib.Path) -> "ResultPaths":
+        base = stem_path.with_suffix("")
+        return cls(base.with_suffix(".json"), base.with_suffix(".csv"), base.with_suffix(".md"),
+                   base.with_name(base.name + ".predictions.csv"), base.with_suffix(".png"))
+
+    def all(self) -> list[pathlib.Path]:
+        return [self.json, self.csv, self.markdown, self.predictions, self.chart]
+
+
+def result_paths(results: str, results_format: Optional[str] = None) -> ResultPaths:
+    """--results / --results-file: NAME.json or NAME.csv (or NAME with --results-format); every output
+    goes beside it under the same name."""
+    path = pathlib.Path(results).expanduser()
+    if path.suffix == "" and results_format:
+        path = path.with_suffix("." + results_format)
+    if path.suffix.lower() not in RESULT_SUFFIXES:
+        raise ValueError(f"results file {path} must end in .json or .csv (the other outputs are written beside it)")
+    return ResultPaths.beside(path)
+
+
+def check_writable(paths: ResultPaths, overwrite: bool, resuming: Optional[pathlib.Path] = None) -> None:
+    """Fail before the evaluation, not after it: the folder can be made and written, no output is a folder,
+    and existing outputs are replaced only with --overwrite (or when resuming that very run)."""
+    folder = paths.json.parent
+    nearest = next(p for p in [folder, *folder.parents] if p.exists())
+    if not nearest.is_dir():
+        raise ValueError(f"cannot write results under {folder}: {nearest} is a file, not a folder")
+    try:  # a real probe: permission bits do not tell for root or read-only mounts
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise ValueError(f"cannot write results in {folder}: {err.strerror or err}") from err
+    for p in paths.all():
+        if p.is_dir():
+            raise ValueError(f"results path {p} is a folder")
+    taken = [p for p in paths.all() if p.exists()]
+    same_run = resuming is not None and resuming.resolve() == paths.json.resolve()
+    if taken and not overwrite and not same_run:
+        raise ValueError(f"{taken[0]} already exists: pass --overwrite to replace it, or another --results")
+
+
+def atomic_write(path: pathlib.Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def tidy_rows(report: dict) -> list[dict]:
+    """The CSV rows of one report (one per mode)."""
+    model_info = report.get("model_info") or {}
+    transform = report.get("data", {}).get("transform") or {}
+    paper = report.get("paper_top1") or {}
+    rows = []
     for mode, r in report["results"].items():
-        writer.writerow([mode] + [json.dumps(r[c]) if isinstance(r[c], list) else r[c] for c in COLUMNS[1:]])
-    csv_path.write_text(buf.getvalue())
-    md_path = json_path.with_suffix(".md")
-    md_path.write_text(markdown(report))
-    pred_path = json_path.with_name(json_path.stem + ".predictions.csv")
-    modes = list(report["results"])
-    with open(pred_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["index", "label"] + [f"top1_{m}" for m in modes] + [f"top5_hit_{m}" for m in modes])
-        for index, label, top1, hit5 in sorted(prediction_rows):
-            w.writerow([index, label] + list(top1) + [int(h) for h in hit5])
-    return [json_path, csv_path, md_path, pred_path]
+        ci = r.get("delta_top1_ci95") or [None, None]
+        discordant = r.get("discordant") or {}
+        rows.append({
+            "model": report.get("model"), "timm_name": report.get("timm_name"), "mode": mode,
+            "top1": r.get("top1"), "top1_err": _err(r.get("top1")), "top5": r.get("top5"),
+            "top5_err": _err(r.get("top5")), "count": r.get("count"), "agreement": r.get("agreement"),
+            "delta_top1": r.get("delta_top1"), "delta_top1_ci95_low": ci[0], "delta_top1_ci95_high": ci[1],
+            "only_mode_right": discordant.get("only_mode_right"), "only_fp16_right": discordant.get("only_fp16_right"),
+            "mcnemar_p": r.get("mcnemar_p"), "images_per_s": r.get("images_per_s"),
+            "param_count": model_info.get("param_count"), "img_size": transform.get("input_size", [None])[-1],
+            "crop_pct": transform.get("crop_pct"), "interpolation": transform.get("interpolation"),
+            "granularity": report.get("granularity") if r.get("attention_modules_replaced") else None,
+            "dtype": r.get("dtype"), "batch_size": report.get("batch_size"),
+            "data_source": report.get("data", {}).get("source"), "data_count": report.get("data", {}).get("count"),
+            "unusable_skipped": len(report.get("unusable") or []), "interrupted": bool(report.get("interrupted")),
+            "paper_fp32_top1": paper.get("fp32"), "paper_qflash_top1": paper.get("qflash"),
+        })
+    return rows
+
+
+def _err(pct: Optional[float]) -> Optional[float]:
+    return None if pct is None else round(100.0 - pct, 3)
+
+
+def csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+PREDICTION_COLUMNS = ("index", "name", "label")
+
+
+def predictions_text(modes: list[str], rows: list[tuple]) -> str:
+    """One row per image: index, file name (or parquet file#row), label, and per mode the top-1 class,
+    the top-5 classes (space-separated) and whether the label is among them."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(list(PREDICTION_COLUMNS) + [f"top1_{m}" for m in modes] + [f"top5_{m}" for m in modes]
+               + [f"top5_hit_{m}" for m in modes])
+    for index, label, top1, hit5, top5, name in sorted(rows):
+        w.writerow([index, name, label] + list(top1) + [" ".join(map(str, t)) for t in top5]
+                   + [int(h) for h in hit5])
+    return buf.getvalue()
+
+
+def read_predictions(path: pathlib.Path, modes: list[str]) -> list[tuple]:
+    """The rows predictions_text wrote, for --resume."""
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        needed = set(PREDICTION_COLUMNS) | {f"{c}_{m}" for m in modes for c in ("top1", "top5", "top5_hit")}
+        if not needed <= set(reader.fieldnames or []):
+            raise ValueError(f"{path} lacks the columns {sorted(needed - set(reader.fieldnames or []))}")
+        for line in reader:
+            top5 = [[int(c) for c in line[f"top5_{m}"].split()] for m in modes]
+            rows.append((int(line["index"]), int(line["label"]), [int(line[f"top1_{m}"]) for m in modes],
+                         [bool(int(line[f"top5_hit_{m}"])) for m in modes], top5, line["name"]))
+    return rows
+
+
+def write_outputs(report: dict, paths: ResultPaths, prediction_rows: list[tuple]) -> list[pathlib.Path]:
+    from .charts import accuracy_chart
+    from .report import markdown
+
+    # predictions first and the JSON last: a JSON on disk always has its predictions beside it
+    atomic_write(paths.predictions, predictions_text(list(report["results"]), prediction_rows))
+    atomic_write(paths.csv, csv_text(tidy_rows(report)))
+    atomic_write(paths.markdown, markdown(report))
+    written = [paths.json, paths.csv, paths.markdown, paths.predictions]
+    png = accuracy_chart([report])
+    if png is not None:
+        atomic_write(paths.chart, png)
+        written.append(paths.chart)
+    atomic_write(paths.json, json.dumps(report, indent=2) + "\n")
+    return written

@@ -7,16 +7,21 @@ from typing import Optional
 
 from .modes import MODES
 from .provenance import provenance
-from .stats import summarize
+from .stats import per_class, summarize
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# the settings that decide a run's numbers: --resume takes them from the run it continues
+RESULT_SETTINGS = ("model", "weights", "data", "split", "num_samples", "mode", "no_fp16_reference", "granularity",
+                   "calibration_images", "ivit_bits", "dtype", "qflash_backend", "batch_size", "use_ema")
 
 
-def build_report(args, loaded, source, mode_models, rows, seconds, device, device_label, world, interrupted,
-                 calibration, data_config) -> dict:
+def build_report(args, loaded, source, mode_models, gathered, device, device_label, world, calibration, data_config,
+                 stop_signal=None, resumed=None) -> dict:
     """The results JSON: per-mode accuracy and statistics, and everything that produced them."""
     modes = [m.mode for m in mode_models]
-    results = summarize(modes, rows, seconds)
+    rows = gathered.rows
+    results = summarize(modes, rows, gathered.model_seconds)
     for m in mode_models:
         entry = results[m.mode]
         mode = MODES[m.mode]
@@ -26,26 +31,50 @@ def build_report(args, loaded, source, mode_models, rows, seconds, device, devic
         entry.update(mode.report_fields(m.config, device))
         entry["cuda_graphs"] = m.graphed.describe() if m.graphed is not None else None
     alias = loaded.alias
+    expected = source.size
+    complete = not gathered.interrupted and not gathered.stopped
     return {
         "schema_version": SCHEMA_VERSION,
         "model": args.model,
         "timm_name": loaded.timm_name,
+        "model_info": {"param_count": loaded.param_count},
         "weights": loaded.weights,
         "weights_sha256": loaded.weights_sha256,
         "paper_top1": {"fp32": alias.paper_fp32_top1, "qflash": alias.paper_qflash_top1} if alias else None,
-        "data": {"source": source.describe(), "count": len(rows), "requested": args.num_samples,
+        "data": {"source": source.describe(), "count": len(rows), "expected": expected,
+                 "source_size": source.source_size, "requested": args.num_samples, "selection": source.selection,
                  "transform": data_config},
         "granularity": args.granularity,
         "calibration": calibration,
         "batch_size": args.batch_size,
+        "batch_sizes_run": {str(k): v for k, v in gathered.batch_sizes.items()},
         "workers": args.workers,
         "cuda_graphs": bool(args.cuda_graphs),
-        "interrupted": interrupted,
+        "complete": complete,
+        "interrupted": gathered.interrupted,
+        "interrupted_by": stop_signal if gathered.interrupted else None,
+        "stopped": gathered.stopped or None,
+        "unusable": [{"index": i, "name": name, "reason": reason} for i, name, reason in gathered.unusable],
+        "skip_unreadable": bool(args.skip_unreadable),
+        "resumed_from": resumed,
+        "settings": settings_of(args, loaded),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "eval.py " + " ".join(sys.argv[1:]),
         "provenance": provenance(device_label, world),
         "results": results,
+        "per_class": per_class(modes, rows),
     }
+
+
+def settings_of(args, loaded) -> dict:
+    """The run's result-deciding settings, local paths made absolute so that --resume works from anywhere."""
+    import pathlib
+
+    settings = {k: getattr(args, k, None) for k in RESULT_SETTINGS}
+    settings["weights"] = None if loaded.weights.startswith("hub:") else loaded.weights
+    if settings["data"] and pathlib.Path(settings["data"]).expanduser().exists():
+        settings["data"] = str(pathlib.Path(settings["data"]).expanduser().resolve())
+    return settings
 
 
 def timing(images: int, wall: float, data_wait: float, first_batch: float, model_seconds: list[float],
@@ -127,8 +156,15 @@ def markdown(report: dict) -> str:
         f"({report['data']['count']} images), granularity {report['granularity']}, batch {report['batch_size']}, "
         f"{p['device']}" + (", CUDA graphs" if report.get("cuda_graphs") else "")
         + (" — INTERRUPTED, partial" if report.get("interrupted") else "")
+        + (" — STOPPED EARLY, partial" if report.get("stopped") else "")
     )
     text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n" + paper_line(report)
+    for reason in report.get("stopped") or []:
+        text += f"\nStopped: {reason}\n"
+    skipped = report.get("unusable") or []
+    if skipped and not report.get("stopped"):
+        text += (f"\n{len(skipped)} unusable item(s) skipped: every denominator above is {report['data']['count']}, "
+                 f"not {report['data']['expected']}. First: {skipped[0]['name']} ({skipped[0]['reason']})\n")
     t = report.get("timing")
     if t:
         text += (f"\n{t['images_per_s']} images/s overall ({p['processes']} process(es), wall {t['wall_s']} s: "

@@ -67,6 +67,7 @@ def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict
             "count": n,
             "correct_top1": sum(correct),
             "images_per_s": round(n / seconds[j], 2) if seconds[j] > 0 else None,
+            "model_seconds": round(seconds[j], 4),
             "agreement": None, "delta_top1": None, "delta_top1_ci95": None,
             "discordant": None, "mcnemar_p": None,
         }
@@ -87,3 +88,21 @@ def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict
 
 def _pct(k: int, n: int) -> Optional[float]:
     return round(100.0 * k / n, 3) if n else None
+
+
+def per_class(modes: list[str], rows: list[tuple]) -> dict:
+    """Per ImageNet class present: images, Top-1 % per mode and agreement with fp16 % per mode."""
+    ref = modes.index(REFERENCE_MODE) if REFERENCE_MODE in modes else None
+    groups: dict[int, list[tuple]] = {}
+    for r in rows:
+        groups.setdefault(r[1], []).append(r)
+    out = {}
+    for label in sorted(groups):
+        group = groups[label]
+        n = len(group)
+        entry = {"count": n, "top1": {m: _pct(sum(r[2][j] == label for r in group), n) for j, m in enumerate(modes)}}
+        if ref is not None:
+            entry["agreement"] = {m: _pct(sum(r[2][j] == r[2][ref] for r in group), n)
+                                  for j, m in enumerate(modes) if j != ref}
+        out[str(label)] = entry
+    return out

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from qflash_eval.data import DataError, ShardedImageStream, decode_rgb, imagenet_wnids, open_source
+from qflash_eval.data import BatchedImageStream, DataError, batch_slots, decode_rgb, imagenet_wnids, open_source
 from qflash_eval.hub import HubUnavailableError
 
 WNIDS = imagenet_wnids()
@@ -124,55 +124,141 @@ def test_offline_hub_fails_fast_with_advice():
     assert time.monotonic() - start < 30
 
 
-@pytest.mark.parametrize("world_size, workers", [(1, 0), (2, 2), (3, 1)])
-def test_every_image_exactly_once_across_processes_and_workers(tmp_path, world_size, workers):
-    labels = list(range(11))  # uneven on purpose
-    source = open_source(str(write_parquet_shards(tmp_path / "pq", labels, shards=3)))
+def batches_seen(source, batch_size, world_size, workers):
+    """Every batch every process's loader yields, as (index list, label list)."""
     seen = []
     for rank in range(world_size):
-        stream = ShardedImageStream(source, lambda img: torch.zeros(1), rank, world_size)
-        loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=workers)
-        for _, label, index in loader:
-            seen += list(zip(index.tolist(), label.tolist()))
-    assert sorted(seen) == [(i, l) for i, l in enumerate(labels)]
+        stream = BatchedImageStream(source, lambda img: torch.zeros(1), batch_size, rank, world_size)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=lambda b: b)
+        seen += [(b.index.tolist(), b.labels.tolist()) for b in loader]
+    return seen
 
 
-@pytest.mark.parametrize("limit", [None, 23])
-@pytest.mark.parametrize("slots", [1, 4, 7, 40])
-def test_slots_partition_parquet_and_folder_exactly(tmp_path, slots, limit):
+@pytest.mark.parametrize("world_size, workers", [(1, 0), (2, 2), (3, 1), (1, 4)])
+def test_batches_are_formed_before_they_are_split(tmp_path, world_size, workers):
+    """Batch k holds images 4k..4k+3 whatever the layout: every image once, every batch whole."""
+    labels = list(range(11))  # uneven on purpose
+    source = open_source(str(write_parquet_shards(tmp_path / "pq", labels, shards=3)))
+    seen = batches_seen(source, 4, world_size, workers)
+    assert sorted(seen) == [([0, 1, 2, 3], [0, 1, 2, 3]), ([4, 5, 6, 7], [4, 5, 6, 7]), ([8, 9, 10], [8, 9, 10])]
+
+
+@pytest.mark.parametrize("n", [1, 7, 29, 30])
+def test_num_samples_are_evenly_spaced_over_the_source(tmp_path, n):
     labels = [(7 * i) % 1000 for i in range(30)]
-    parquet = open_source(str(write_parquet_shards(tmp_path / "pq", labels)), limit=limit)
+    parquet = open_source(str(write_parquet_shards(tmp_path / "pq", labels)), limit=n)
     folder = tmp_path / "folder"
     folder.mkdir()
     for i, label in enumerate(labels):
         (folder / f"{WNIDS[label]}_{i:03d}.JPEG").write_bytes(jpeg_bytes())
-    for source in (parquet, open_source(str(folder), limit=limit)):
-        got = [(r.index, r.label) for s in range(slots) for r in source.records(s, slots)]
-        assert [i for i, _ in got] == list(range(limit or 30))
-        if source.kind == "parquet":
-            assert [l for _, l in got] == labels[: limit or 30]
+    positions = [i * 30 // n for i in range(n)]
+    files = sorted(str(p) for p in folder.iterdir())
+    by_folder = open_source(str(folder), limit=n)
+    assert [r.name for r in by_folder.records()] == [files[p] for p in positions]
+    assert labels_of(parquet) == [labels[p] for p in positions]
+    assert [r.name.rsplit("#", 1)[1] for r in parquet.records()] == [str(p % 10) for p in positions]  # row in file
+    for source in (parquet, by_folder):
+        assert source.size == n and ("evenly spaced" in source.selection) == (n < 30)
+    # the same images through batches, whatever the layout
+    assert sorted(batches_seen(parquet, 3, 2, 1)) == sorted(batches_seen(parquet, 3, 1, 0))
 
 
-def test_a_slot_reads_only_the_parquet_files_of_its_range(tmp_path, monkeypatch):
+@pytest.mark.parametrize("n, match", [(0, "at least 1"), (-3, "at least 1"), (31, "more than the 30")])
+def test_num_samples_out_of_range_is_an_error(tmp_path, n, match):
+    write_parquet_shards(tmp_path, list(range(30)))
+    with pytest.raises(DataError, match=match):
+        open_source(str(tmp_path), limit=n)
+
+
+def test_a_slot_reads_only_the_parquet_files_of_its_batches(tmp_path, monkeypatch):
     import qflash_eval.data as data
 
     source = open_source(str(write_parquet_shards(tmp_path, list(range(30)), shards=3)))  # 10 rows per file
     opened = []
     real = data._parquet_stream
     monkeypatch.setattr(data, "_parquet_stream", lambda f: opened.append(f.rsplit("/", 1)[-1]) or real(f))
-    assert [r.index for r in source.records(1, 3)] == list(range(10, 20))
+    wanted, keep = batch_slots(source.size, 5, 1, 3)  # 6 batches of 5: slot 1 takes batches 2 and 3
+    assert keep is None and [r.index for r in source.records(wanted)] == list(range(10, 20))
     assert opened == ["val-00001.parquet"]
     opened.clear()
-    assert [r.index for r in source.records(1, 2)] == list(range(15, 30))
+    wanted, _ = batch_slots(source.size, 5, 1, 2)
+    assert [r.index for r in source.records(wanted)] == list(range(15, 30))
     assert opened == ["val-00001.parquet", "val-00002.parquet"]
 
 
-def test_stream_of_unknown_size_is_split_by_index_modulo(tmp_path):
-    # the hub path: a stream whose length is unknown, cut by --num-samples, split row by row
+def test_stream_of_unknown_size_deals_batches_round_robin(tmp_path):
+    # the hub path: a stream whose length is unknown, cut by --num-samples, batch k to slot k % slots
     from qflash_eval.data import _parquet_stream, _records_from_arrow
 
     write_parquet_shards(tmp_path, list(range(600)), shards=1)  # more rows than one Arrow batch
     stream = _parquet_stream(str(tmp_path / "val-00000.parquet"))
-    parts = [[r.index for r in _records_from_arrow(stream, "hub", range(513), 0, s, 3)] for s in range(3)]
-    assert parts[1][:3] == [1, 4, 7]
+    parts = []
+    for s in range(3):
+        _, keep = batch_slots(None, 4, s, 3)
+        parts.append([r.index for r in _records_from_arrow(stream, "hub", None, None, 0, 513, keep)])
+    assert parts[1][:5] == [4, 5, 6, 7, 16]
     assert sorted(sum(parts, [])) == list(range(513))
+
+
+def test_labels_file_with_a_duplicate_or_a_missing_file_is_refused(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "labels.txt").write_text("a.jpg 1\na.jpg 2\n")
+    with pytest.raises(DataError, match="labels.txt:2: a.jpg is listed again"):
+        open_source(str(tmp_path))
+    (tmp_path / "labels.txt").write_text("a.jpg 1\ngone.jpg 2\n")
+    with pytest.raises(DataError, match="1 file.*gone.jpg .line 2"):
+        open_source(str(tmp_path))
+
+
+def test_bad_parquet_rows_become_named_failures_of_their_batch(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"image": {"bytes": jpeg_bytes(), "path": None}, "label": 1},
+            {"image": {"bytes": jpeg_bytes(), "path": None}, "label": 1000},
+            {"image": {"bytes": jpeg_bytes(), "path": None}, "label": None},
+            {"image": {"bytes": b"garbage", "path": None}, "label": 3},
+            {"image": {"bytes": jpeg_bytes(), "path": None}, "label": 4}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "v.parquet")
+    source = open_source(str(tmp_path / "v.parquet"))
+    [batch] = list(BatchedImageStream(source, lambda img: torch.zeros(1), 8))
+    assert batch.index.tolist() == [0, 4] and batch.labels.tolist() == [1, 4]
+    reasons = {i: reason for i, _, reason in batch.failures}
+    assert sorted(reasons) == [1, 2, 3]
+    assert "v.parquet#1" in reasons[1] and "label 1000" in reasons[1]
+    assert "v.parquet#2" in reasons[2] and "missing" in reasons[2]
+    assert "v.parquet#3" in reasons[3] and "unreadable image" in reasons[3]
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text, not an image", "truncated"])
+def test_unreadable_files_are_named_failures(tmp_path, content):
+    good = tmp_path / f"{WNIDS[1]}_good.JPEG"
+    good.write_bytes(jpeg_bytes())
+    bad = tmp_path / f"{WNIDS[2]}_bad.JPEG"
+    bad.write_bytes(jpeg_bytes(size=(300, 300))[:200] if content == "truncated" else content)
+    [batch] = list(BatchedImageStream(open_source(str(tmp_path)), lambda img: torch.zeros(1), 4))
+    assert batch.names == [str(good)] and len(batch.failures) == 1 and "bad.JPEG" in batch.failures[0][2]
+
+
+def test_decompression_bomb_is_an_unreadable_image(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 300 x 300 is more than twice that
+    (tmp_path / f"{WNIDS[1]}_big.JPEG").write_bytes(jpeg_bytes(size=(300, 300)))
+    with pytest.raises(DataError, match="big.JPEG"):
+        decode_rgb(next(open_source(str(tmp_path)).records()))
+
+
+@pytest.mark.parametrize("kind", ["empty", "string labels"])
+def test_empty_parquet_and_string_labels_are_errors_naming_the_file(tmp_path, kind):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if kind == "empty":
+        table = pa.table({"image": pa.array([], pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                          "label": pa.array([], pa.int64())})
+        match = "holds no rows"
+    else:
+        table = pa.Table.from_pylist([{"image": {"bytes": jpeg_bytes(), "path": None}, "label": "tench"}])
+        match = "x.parquet: column 'label' holds string"
+    pq.write_table(table, tmp_path / "x.parquet")
+    with pytest.raises(DataError, match=match):
+        open_source(str(tmp_path / "x.parquet"))

@@ -13,12 +13,17 @@ from qflash_eval.attention_swap import (
 )
 from qflash_eval.cli import main
 from qflash_eval.modes import parse_modes
+from qflash_eval.data import Batch
 from qflash_eval.evaluate import ModeModel, evaluate
 from qflash_eval.provenance import source_fingerprint
 from qflash_eval.report import timing
 from qflash_eval.stats import summarize
 
 from helpers import tiny_vit
+
+
+def batch_of(images, labels, index):
+    return Batch(images, torch.tensor(labels), torch.tensor(index), [f"img{i}" for i in index], [])
 
 
 def tiny_swin():
@@ -131,7 +136,7 @@ class InterruptingLoader:
 
 def test_interrupted_evaluation_keeps_finished_batches():
     model = tiny_vit()
-    batch = (torch.randn(3, 3, 64, 64), torch.tensor([1, 2, 3]), torch.tensor([0, 1, 2]))
+    batch = batch_of(torch.randn(3, 3, 64, 64), [1, 2, 3], [0, 1, 2])
     outcome, interrupted = evaluate([ModeModel("fp32", model, torch.float32, 0)], InterruptingLoader([batch]),
                                     torch.device("cpu"))
     assert interrupted
@@ -152,7 +157,7 @@ class SlowLoader:
 
 def test_loop_separates_data_wait_warmup_and_model_time():
     model = tiny_vit()
-    batch = (torch.randn(2, 3, 64, 64), torch.tensor([1, 2]), torch.tensor([0, 1]))
+    batch = batch_of(torch.randn(2, 3, 64, 64), [1, 2], [0, 1])
     outcome, _ = evaluate([ModeModel("fp32", model, torch.float32, 0)], SlowLoader(batch, 0.2),
                           torch.device("cpu"), warmup=True)
     assert 0.2 <= outcome.first_batch_seconds < 0.2 + 0.15
@@ -181,8 +186,8 @@ class CapturingForward:
 
 def test_graph_capture_counts_as_warmup_not_model_time():
     model = tiny_vit()
-    batches = [(torch.randn(2, 3, 64, 64), torch.tensor([1, 2]), torch.tensor([0, 1])),
-               (torch.randn(1, 3, 64, 64), torch.tensor([3]), torch.tensor([2]))]  # a short last batch
+    batches = [batch_of(torch.randn(2, 3, 64, 64), [1, 2], [0, 1]),
+               batch_of(torch.randn(1, 3, 64, 64), [3], [2])]  # a short last batch
     outcome, _ = evaluate([ModeModel("fp32", model, torch.float32, 0, CapturingForward(model))], batches,
                           torch.device("cpu"), warmup=False)
     assert outcome.warmup_seconds[0] == pytest.approx(0.4)
