@@ -61,17 +61,17 @@ def load_weights(model: nn.Module, path: pathlib.Path, use_ema: bool = False) ->
 
     try:
         load_checkpoint(model, str(path), use_ema=use_ema, strict=True)
-    except RuntimeError as err:
-        if "Error(s) in loading state_dict" in str(err) or "size mismatch" in str(err):
-            raise ValueError(f"weights {path} do not fit {type(model).__name__}: {str(err)[:500]}") from err
-        raise ValueError(f"cannot read weights file {path}: {str(err).splitlines()[0][:300]}") from err
     except FileNotFoundError as err:
         raise FileNotFoundError(f"weights file not found: {path}") from err
-    except Exception as err:  # noqa: BLE001 - safetensors, pickle and zip raise their own types
-        text = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            text = "it holds pickled objects, not only tensors (a whole model?); save model.state_dict() instead"
-        raise ValueError(f"cannot read weights file {path}: {text}") from err
+    except Exception as err:  # noqa: BLE001 - safetensors, pickle, zip and timm raise their own types
+        text = str(err)
+        if "Error(s) in loading state_dict" in text or "size mismatch" in text:
+            raise ValueError(f"weights {path} do not fit {type(model).__name__}: {text[:500]}") from err
+        if "weights only" in text.lower() or "weights_only" in text or "Unsupported global" in text:
+            reason = "it holds pickled objects, not only tensors (a whole model?); save model.state_dict() instead"
+        else:
+            reason = text.splitlines()[0][:300] if text.strip() else type(err).__name__
+        raise ValueError(f"cannot read weights file {path}: {reason}") from err
 
 
 def find_in_weights_dir(folder: pathlib.Path, timm_name: str, alias: Optional[ModelAlias]) -> Optional[pathlib.Path]:

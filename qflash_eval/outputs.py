@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pathlib
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Optional
@@ -163,7 +164,11 @@ def write_outputs(report: dict, paths: ResultPaths, prediction_rows: list[tuple]
     atomic_write(paths.csv, csv_text(tidy_rows(report)))
     atomic_write(paths.markdown, markdown(report))
     written = [paths.json, paths.csv, paths.markdown, paths.predictions]
-    png = accuracy_chart([report])
+    try:
+        png = accuracy_chart([report])
+    except Exception as err:  # noqa: BLE001 - a chart is never worth the results
+        print(f"eval.py: warning: no chart drawn ({type(err).__name__}: {err})", file=sys.stderr)
+        png = None
     if png is not None:
         atomic_write(paths.chart, png)
         written.append(paths.chart)

@@ -139,18 +139,21 @@ def run_one(args: argparse.Namespace, loaded: Optional[LoadedModel] = None, writ
     try:
         if not accelerator.is_main_process:
             return 0, None
+        this_part = (len(gathered.rows), list(gathered.model_seconds))
         if prior_rows:
             gathered.rows = merge_rows(prior_rows, gathered.rows)
             gathered.model_seconds = [s + prior["results"][m].get("model_seconds", 0.0)
                                       for s, m in zip(gathered.model_seconds, modes)]
+            for size, count in prior.get("batch_sizes_run", {}).items():
+                gathered.batch_sizes[int(size)] = gathered.batch_sizes.get(int(size), 0) + count
         ended_early = gathered.interrupted or bool(gathered.stopped)
         check_complete(gathered.rows, source.size, ended_early, len(gathered.unusable))
         resumed = None if prior is None else {"path": str(args.resume), "images_before": len(prior_rows)}
         result = report.build_report(args, loaded, source, mode_models, gathered, device, device_name(device),
                                      accelerator.num_processes, calibration, describe(data_config),
                                      signals.received or "SIGINT", resumed)
-        result["timing"] = report.timing(len(gathered.rows) - len(prior_rows), gathered.wall, gathered.data_wait,
-                                         gathered.first_batch, gathered.model_seconds,
+        result["timing"] = report.timing(this_part[0], gathered.wall, gathered.data_wait, gathered.first_batch,
+                                         this_part[1],
                                          dict(zip(modes, gathered.warmup_seconds)))
         if write:
             files = outputs.write_outputs(result, paths, gathered.rows)

@@ -1,0 +1,371 @@
+"""The command line as a user meets it: flags, bad input, faults, signals, resume, outputs, compare, the API.
+
+Random-weight DeiT-Tiny on a dozen synthetic images: plumbing, not accuracy.
+"""
+import csv
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from qflash_eval.cli import main
+from qflash_eval.data import imagenet_wnids
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WNIDS = imagenet_wnids()
+
+
+@pytest.fixture(scope="module")
+def model_state():
+    torch.manual_seed(0)
+    return timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, model_state):
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("w") / "deit_tiny.safetensors"
+    save_file(model_state, str(path))
+    return path
+
+
+def make_folder(root: pathlib.Path, n: int = 12, bad: dict = None) -> pathlib.Path:
+    """n images named by wnid; bad maps a position to the bytes of an unreadable file there."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        f = root / f"{WNIDS[i * 37 % 1000]}_{i:03d}.JPEG"
+        if bad and i in bad:
+            f.write_bytes(bad[i])
+        else:
+            Image.new("RGB", (72, 64), (20 * i % 255, 90, 200 - 10 * i)).save(f)
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("data") / "imgs")
+
+
+def base(weights, data, out, *extra):
+    return ["--model", "deit_tiny", "--weights", str(weights), "--data", str(data), "--mode", "fp32",
+            "--results", str(out), "--no-progress", "-j", "0", *extra]
+
+
+def errors_of(capsys) -> str:
+    return capsys.readouterr().err
+
+
+# ---- results files ---------------------------------------------------------------------------------------
+
+def test_results_csv_name_writes_every_output_beside_it(tmp_path, weights, folder):
+    out = tmp_path / "r.csv"
+    assert main(base(weights, folder, out, "-b", "5")) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["schema_version"] >= 3 and report["batch_sizes_run"] == {"2": 1, "5": 2}
+    rows = list(csv.DictReader(open(out)))
+    assert [r["mode"] for r in rows] == ["fp16", "fp32"]
+    for r in rows:  # tidy: one value per column, numbers as numbers
+        assert r["model"] == "deit_tiny" and r["timm_name"] == "deit_tiny_patch16_224.fb_in1k"
+        assert float(r["top1"]) + float(r["top1_err"]) == pytest.approx(100.0)
+        assert float(r["delta_top1_ci95_low"]) <= float(r["delta_top1"]) <= float(r["delta_top1_ci95_high"])
+        assert int(r["param_count"]) == 5717416 and int(r["img_size"]) == 224 and r["interrupted"] == "False"
+        assert float(r["crop_pct"]) == 0.9 and r["interpolation"] == "bicubic" and int(r["count"]) == 12
+    predictions = list(csv.DictReader(open(tmp_path / "r.predictions.csv")))
+    assert len(predictions) == 12 and predictions[0]["name"].endswith("_000.JPEG")
+    assert len(predictions[0]["top5_fp32"].split()) == 5
+    assert predictions[0]["top5_fp32"].split()[0] == predictions[0]["top1_fp32"]
+    per_class = report["per_class"]
+    assert sum(c["count"] for c in per_class.values()) == 12 and "fp32" in per_class["0"]["agreement"]
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "r.md").is_file()
+
+
+@pytest.mark.parametrize("case", ["exists", "folder", "parent is a file", "unwritable", "suffix"])
+def test_results_path_is_checked_before_the_evaluation(tmp_path, weights, folder, case, capsys, monkeypatch):
+    import qflash_eval.run as run_module
+
+    out = tmp_path / "r.json"
+    if case == "exists":
+        out.write_text("{}")
+    elif case == "folder":
+        out.mkdir()
+    elif case == "parent is a file":
+        (tmp_path / "f").write_text("")
+        out = tmp_path / "f" / "r.json"
+    elif case == "unwritable":
+        out = pathlib.Path("/proc/qflash-eval-test/r.json")
+    else:
+        out = tmp_path / "r.txt"
+    monkeypatch.setattr(run_module, "create_model", lambda *a, **k: pytest.fail("the model was built"))
+    assert main(base(weights, folder, out)) == 2
+    message = errors_of(capsys)
+    assert {"exists": "already exists: pass --overwrite", "folder": "is a folder", "parent is a file": "is a file",
+            "unwritable": "cannot write results", "suffix": "must end in .json or .csv"}[case] in message
+    if case == "exists":
+        monkeypatch.undo()
+        assert main(base(weights, folder, out, "--overwrite")) == 0
+        assert json.loads(out.read_text())["data"]["count"] == 12
+
+
+# ---- weights ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["corrupt safetensors", "truncated safetensors", "garbage pth", "pickled model",
+                                  "wrong model"])
+def test_bad_weights_files_are_named(tmp_path, weights, folder, kind, capsys):
+    path = tmp_path / ("w.safetensors" if "safetensors" in kind else "w.pth")
+    if kind == "corrupt safetensors":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "truncated safetensors":
+        path.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif kind == "garbage pth":
+        path.write_bytes(b"\x80\x04garbage" + os.urandom(64))
+    elif kind == "pickled model":
+        torch.save(timm.create_model("deit_tiny_patch16_224", pretrained=False), path)
+    else:
+        torch.save(timm.create_model("vit_small_patch16_224", pretrained=False).state_dict(), path)
+    assert main(base(path, folder, tmp_path / "r.json")) == 2
+    message = errors_of(capsys)
+    assert str(path) in message and "Traceback" not in message
+    if kind == "pickled model":
+        assert "state_dict()" in message
+
+
+def test_timm_checkpoint_with_ema_and_module_prefixes_loads(tmp_path, model_state, folder):
+    ema = {k: v + 1.0 if v.is_floating_point() and k == "head.bias" else v for k, v in model_state.items()}
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in model_state.items()},
+                "state_dict_ema": {f"module.{k}": v for k, v in ema.items()}}, path)
+    assert main(base(path, folder, tmp_path / "plain.json")) == 0
+    assert main(base(path, folder, tmp_path / "ema.json", "--use-ema")) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    with_ema = json.loads((tmp_path / "ema.json").read_text())
+    assert plain["weights_sha256"] == with_ema["weights_sha256"] and with_ema["settings"]["use_ema"]
+    from safetensors.torch import save_file
+
+    save_file(model_state, str(tmp_path / "same.safetensors"))
+    assert main(base(tmp_path / "same.safetensors", folder, tmp_path / "same.json")) == 0
+    same = (tmp_path / "same.predictions.csv").read_text().replace("same", "")
+    assert (tmp_path / "plain.predictions.csv").read_text() == same  # the state_dict, prefixes stripped
+
+
+# ---- model names and flags -------------------------------------------------------------------------------------
+
+def test_paper_labels_and_timm_flags(tmp_path, weights, folder):
+    argv = ["-m", "DeiT-T", "--checkpoint", str(weights), "--data", str(folder), "--mode", "fp32", "-b", "6", "-j",
+            "1", "--results-file", str(tmp_path / "t"), "--results-format", "csv", "--no-progress"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["model"] == "deit_tiny" and report["batch_size"] == 6 and report["workers"] == 1
+    assert (tmp_path / "t.csv").is_file()
+
+
+def test_unknown_model_gets_suggestions(capsys):
+    assert main(["--model", "deit_tinny", "--data", "."]) == 2
+    message = errors_of(capsys)
+    assert "unknown model 'deit_tinny'" in message and "deit_tiny" in message.split("did you mean")[1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--num-samples", "-3"], "--num-samples must be at least 1"),
+    (["--num-samples", "13"], "more than the 12 images"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--granularity", "static", "--calibration-images", "0", "--mode", "qflash"], "--calibration-images >= 1"),
+])
+def test_bad_numbers_name_their_flag(tmp_path, weights, folder, argv, message, capsys):
+    assert main(base(weights, folder, tmp_path / "r.json", *argv)) == 2
+    assert message in errors_of(capsys)
+
+
+def test_default_workers_follow_the_cores_and_give_no_warning(tmp_path, weights, folder, capfd):
+    from qflash_eval.run import default_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers(1) == max(0, min(8, cores - 1)) if cores > 1 else default_workers(1) == 0
+    assert default_workers(cores) == 0
+    argv = [a for a in base(weights, folder, tmp_path / "r.json") if a not in ("-j", "0")]
+    assert main(argv) == 0
+    assert "suggested max number of worker" not in capfd.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["workers"] == default_workers(1)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["compare", "--help"]])
+def test_help_version_and_compare_start_without_torch(argv):
+    code = ("import sys, time; t = time.perf_counter(); from qflash_eval.cli import main\n"
+            f"try: main({argv!r})\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nprint(time.perf_counter() - t)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "qflash-eval" in done.stdout or "usage" in done.stdout
+
+
+# ---- unusable items, signals, resume ------------------------------------------------------------------------
+
+def test_unreadable_image_stops_and_keeps_the_finished_batches(tmp_path, weights, capsys):
+    data = make_folder(tmp_path / "d", 12, bad={5: b"not an image"})
+    out = tmp_path / "r.json"
+    assert main(base(weights, data, out, "-b", "2")) == 1
+    report = json.loads(out.read_text())
+    assert report["data"]["count"] == 4 and not report["complete"] and "_005.JPEG" in report["stopped"][0]
+    assert "stopped early" in errors_of(capsys)
+    assert main(base(weights, data, tmp_path / "s.json", "-b", "2", "--skip-unreadable")) == 0
+    skipped = json.loads((tmp_path / "s.json").read_text())
+    assert skipped["data"]["count"] == 11 and skipped["unusable"][0]["index"] == 5
+    assert "unusable item(s) skipped" in (tmp_path / "s.md").read_text()
+    assert skipped["results"]["fp32"]["count"] == 11 and skipped["batch_sizes_run"] == {"1": 1, "2": 5}
+
+
+def test_unreadable_image_in_a_decode_worker_is_one_line(tmp_path, weights, capsys):
+    data = make_folder(tmp_path / "d", 6, bad={2: b""})
+    assert main(base(weights, data, tmp_path / "r.json", "-b", "2", "-j", "2")) == 1
+    message = errors_of(capsys)
+    assert "_002.JPEG" in message and "Traceback" not in message
+
+
+def interrupt_at_call(monkeypatch, call: int, signum=None):
+    """The (call)-th model forward raises Ctrl-C, or sends this process `signum`."""
+    import qflash_eval.evaluate as evaluate_module
+
+    real = evaluate_module.ModeModel.__call__
+    calls = {"n": 0}
+
+    def forward(self, images):
+        calls["n"] += 1
+        if calls["n"] == call:
+            if signum is None:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)
+        return real(self, images)
+
+    monkeypatch.setattr(evaluate_module.ModeModel, "__call__", forward)
+
+
+def test_sigterm_writes_the_finished_work(tmp_path, weights, folder, monkeypatch):
+    interrupt_at_call(monkeypatch, 5, signal.SIGTERM)  # two modes: the 5th forward is the third batch
+    out = tmp_path / "r.json"
+    assert main(base(weights, folder, out, "-b", "3")) == 143
+    report = json.loads(out.read_text())
+    assert report["interrupted"] and report["interrupted_by"] == "SIGTERM" and report["data"]["count"] == 6
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, weights, folder, monkeypatch, capsys):
+    import qflash_eval.run as run_module
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "create_model", interrupted)
+    assert main(base(weights, folder, tmp_path / "r.json")) == 130
+    assert errors_of(capsys).strip() == "eval.py: interrupted"
+
+
+def comparable(report: dict) -> dict:
+    keep = {k: v for k, v in report["results"].items()}
+    for entry in keep.values():
+        for key in ("images_per_s", "model_seconds"):
+            entry.pop(key)
+    return {"results": keep, "per_class": report["per_class"], "count": report["data"]["count"],
+            "batch_sizes_run": report["batch_sizes_run"]}
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, weights, folder, monkeypatch):
+    extra = ["--mode", "fp32,qflash", "--granularity", "batch", "--dtype", "float32", "--qflash-backend",
+             "reference", "-b", "4"]
+    full = tmp_path / "full.json"
+    assert main(base(weights, folder, full, *extra)) == 0
+    part = tmp_path / "part.json"
+    with monkeypatch.context() as m:
+        interrupt_at_call(m, 7)  # three modes: the 7th forward is the third batch's first
+        assert main(base(weights, folder, part, *extra)) == 130
+    assert json.loads(part.read_text())["data"]["count"] == 8
+    assert main(["--resume", str(part), "--no-progress", "--mode", "fp32"]) == 2  # contradicts the saved run
+    assert main(["--resume", str(part), "--no-progress", "-j", "0"]) == 0
+    resumed = json.loads(part.read_text())
+    assert resumed["resumed_from"]["images_before"] == 8 and resumed["complete"]
+    assert comparable(resumed) == comparable(json.loads(full.read_text()))
+    strip = lambda p: p.read_text()
+    assert strip(tmp_path / "part.predictions.csv") == strip(tmp_path / "full.predictions.csv")
+
+
+def test_batch_granularity_batches_do_not_depend_on_workers(tmp_path, weights, folder):
+    extra = ["--mode", "qflash", "--granularity", "batch", "--dtype", "float32", "--qflash-backend", "reference",
+             "-b", "4", "--no-fp16-reference"]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main(base(weights, folder, one, *extra)) == 0
+    assert main([a if a != "0" else "3" for a in base(weights, folder, two, *extra)]) == 0
+    assert json.loads(two.read_text())["workers"] == 3
+    for path in (one, two):
+        assert json.loads(path.read_text())["batch_sizes_run"] == {"4": 3}
+    assert (tmp_path / "one.predictions.csv").read_text() == (tmp_path / "two.predictions.csv").read_text()
+
+
+# ---- compare, the suite, the Python API ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, weights, folder):
+    d = tmp_path_factory.mktemp("runs")
+    assert main(base(weights, folder, d / "a.json")) == 0
+    assert main(base(weights, folder, d / "b.json", "--num-samples", "6")) == 0
+    return d / "a.json", d / "b.json"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "not a qflash-eval results file"), ('{"results": {}}', "no 'data'"), ("{nope", "is not JSON")])
+def test_compare_refuses_files_that_are_not_results(tmp_path, content, message, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["compare", str(bad)]) == 2
+    assert message in errors_of(capsys)
+
+
+def test_compare_warns_where_runs_differ_and_writes_table_csv_chart(tmp_path, two_runs, capsys):
+    a, b = two_runs
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "nope" / "t.md")]) == 2
+    assert "does not exist" in errors_of(capsys)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv"),
+                 "--chart", str(tmp_path / "t.png")]) == 0
+    captured = capsys.readouterr()
+    assert "| a | deit_tiny | fp32 |" in captured.out and "| b | deit_tiny | fp32 |" in captured.out
+    assert "72.21 (n/c)" in captured.out  # the paper's FP32 Top-1, not comparable on 12 images
+    assert "warning: the runs differ in image set" in captured.err
+    assert "model" not in captured.err.split("image set")[0]
+    assert len(list(csv.DictReader(open(tmp_path / "t.csv")))) == 4
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_several_models_in_one_command_report_the_missing_weights(tmp_path, weights, folder, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    (wdir / "DeiT-T.safetensors").symlink_to(weights)  # found by its paper label
+    out = tmp_path / "suite"
+    argv = ["--model", "deit_tiny,vit_small", "--weights-dir", str(wdir), "--data", str(folder), "--mode", "fp32",
+            "--results", str(out), "--no-progress", "-j", "0", "--num-samples", "4"]
+    assert main(argv) == 0
+    combined = json.loads((out / "combined.json").read_text())
+    assert list(combined["evaluated"]) == ["deit_tiny"] and "vit_small" in combined["not_evaluated"]
+    assert "weights-dir" in combined["not_evaluated"]["vit_small"] or "hub" in combined["not_evaluated"]["vit_small"]
+    assert json.loads((out / "deit_tiny.json").read_text())["data"]["count"] == 4
+    assert "Not evaluated" in (out / "combined.md").read_text() and (out / "combined.png").is_file()
+    assert [r["model"] for r in csv.DictReader(open(out / "combined.csv"))] == ["deit_tiny", "deit_tiny"]
+
+
+def test_python_api(tmp_path, model_state, folder):
+    import qflash_eval
+
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False)
+    model.load_state_dict(model_state)
+    report = qflash_eval.evaluate_model(model, str(folder), modes=("fp32",), num_samples=4, batch_size=2,
+                                        workers=0, progress=False)
+    assert report["results"]["fp32"]["count"] == 4 and list(report["results"]) == ["fp16", "fp32"]
+    assert qflash_eval.AttentionConfig("qflash").granularity == "sample" and qflash_eval.__version__
+    copy_ = timm.create_model("deit_tiny_patch16_224", pretrained=False)
+    assert qflash_eval.swap_attention(copy_, qflash_eval.AttentionConfig("qflash")) == 12
