@@ -3,12 +3,16 @@
 python -m benchmarks.bench --out results/bench [--batches 1 8 64 256] [--models deit_tiny,vit_base]
 Medians of triton.testing.do_bench (eager: the host launches every call) and of CUDA-graph replay (GPU
 time alone), ratios against SDPA measured in the same process the same way, achieved bandwidth against
-a measured device copy. Writes bench.json, bench.md and bench.png.
+a measured device copy, SQNR against float64 attention, NVML energy per call and per image. Peers in the
+same table when present: SageAttention (`pip install sageattention`) and the paper's own code
+(../shared/peers/qflash_official: its op, with a host sync, eager only; its kernel alone).
+Writes bench.json, bench.md and bench.png.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 from typing import Callable, Optional
 
@@ -22,6 +26,9 @@ from qflash_kernels.jit.quantize import quantize_qkv
 from qflash_eval.provenance import provenance
 from qflash_eval.report import markdown_table
 from qflash_eval.workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
+
+from .energy import EnergyMeter
+from .peers import paper_kernel, paper_module, sage
 
 SDPA_BACKENDS = ("flash", "efficient", "cudnn")
 
@@ -81,10 +88,17 @@ def swin_bias_mask(name: str, batch: int, h: int, n: int):
     return bias, mask, attn_mask
 
 
-def bench_workload(name: str, batch: int) -> list[dict]:
+def sqnr_db(out: torch.Tensor, exact: torch.Tensor) -> float:
+    return 20 * math.log10(exact.norm().item() / (out.double() - exact).norm().item())
+
+
+def bench_workload(name: str, batch: int, meter: Optional[EnergyMeter] = None, peers: bool = True) -> list[dict]:
+    """Every variant of one workload at one batch: eager and graph medians, SQNR against float64 attention,
+    and with `meter` the energy per call of its graph replay."""
     z, h, n, d = shape_at_batch(name, batch)
     elements = z * h * n * d
     q, k, v = [(torch.rand(z, h, n, d, device="cuda") * 8 - 4).half() for _ in range(3)]
+    exact = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
     variants: dict[str, tuple[Callable, int]] = {}
     fp16_bytes = 4 * elements * 2  # read Q, K, V, write O, fp16
     for backend in SDPA_BACKENDS:
@@ -97,7 +111,18 @@ def bench_workload(name: str, batch: int) -> list[dict]:
     variants["qflash_kernel_int8"] = (lambda: launch_qflash(*ints, out, scales, v_operand_order=True, v_rows=v_rows),
                                       3 * elements + 2 * elements)
     variants["qflash_op"] = (lambda: qk.qflash_attention(q, k, v), fp16_bytes)
+    variants["qflash_paper_op"] = (lambda: qk.qflash_paper_attention(q, k, v, granularity="batch"), fp16_bytes)
     variants["ivit_op"] = (lambda: qk.ivit_attention(q, k, v), fp16_bytes)
+    eager_only = set()
+    if peers:
+        fn, reason = sage(q, k, v)
+        if fn is not None:
+            variants["sage_op"] = (fn, fp16_bytes)
+        paper = paper_module()
+        if paper is not None:
+            variants["paper_op"] = (lambda: paper.forward(q, k, v), fp16_bytes)  # a host sync: eager only
+            eager_only.add("paper_op")
+            variants["paper_kernel_int8"] = (paper_kernel(paper, q, k, v), 3 * elements + elements)
     if name in SWIN_WORKLOADS:
         bias, mask, attn_mask = swin_bias_mask(name, batch, h, n)
         group = WORKLOADS[name][0]
@@ -107,7 +132,7 @@ def bench_workload(name: str, batch: int) -> list[dict]:
     rows = []
     for variant, (fn, min_bytes) in variants.items():
         try:
-            fn()
+            result = fn()
             ms = median_ms(fn)
             mem = peak_mib(fn)
         except RuntimeError as err:  # an SDPA backend that does not take this shape
@@ -115,18 +140,26 @@ def bench_workload(name: str, batch: int) -> list[dict]:
             continue
         row = {"workload": name, "batch": batch, "variant": variant, "ms": ms, "peak_mib": round(mem, 1),
                "min_bytes": min_bytes, "gbs": min_bytes / ms / 1e6}
-        if variant != "ivit_op":  # seconds per call and gigabytes of scores: not worth a graph
+        if variant.endswith("_int8"):
+            row["sqnr_db"] = None  # int8 in, no float reference of the same inputs
+        elif variant not in ("sdpa_attn_mask", "qflash_op_bias_mask"):
+            row["sqnr_db"] = round(sqnr_db(result, exact), 2)
+        if variant not in eager_only:
             row["graph_ms"] = graph_median_ms(fn)
+            if meter is not None and meter.available:
+                row["energy_mj"] = meter.per_call_mj(cuda_graph_replay(fn))
         rows.append(row)
-    for timing, ratio in (("ms", "ratio_vs_sdpa"), ("graph_ms", "graph_ratio_vs_sdpa")):
-        fastest = min((r[timing] for r in rows if r["variant"].startswith("sdpa_")
-                       and r["variant"] != "sdpa_attn_mask" and timing in r), default=None)
-        masked = next((r[timing] for r in rows if r["variant"] == "sdpa_attn_mask" and timing in r), None)
+    for timing, ratio in (("ms", "ratio_vs_sdpa"), ("graph_ms", "graph_ratio_vs_sdpa"),
+                          ("energy_mj", "energy_vs_sdpa")):
+        unmasked = [r for r in rows if r["variant"].startswith("sdpa_") and r["variant"] != "sdpa_attn_mask"
+                    and r.get(timing)]
+        fastest = min(unmasked, key=lambda r: r["graph_ms" if timing == "energy_mj" else timing], default=None)
+        masked = next((r[timing] for r in rows if r["variant"] == "sdpa_attn_mask" and r.get(timing)), None)
         for r in rows:
-            if timing in r and fastest:
-                base = masked if r["variant"] == "qflash_op_bias_mask" and masked else fastest
+            if r.get(timing) and fastest:
+                base = masked if r["variant"] == "qflash_op_bias_mask" and masked else fastest[timing]
                 r[ratio] = r[timing] / base
-    del q, k, v, ints, out
+    del q, k, v, ints, out, exact
     torch.cuda.empty_cache()
     return rows
 
@@ -177,8 +210,9 @@ def cuda_graph_replay(fn: Callable) -> Callable:
     return graph.replay
 
 
-def bench_models(models: list[str], batch: int) -> list[dict]:
-    """Images/s of each model in each mode: eager (host launches every kernel) and CUDA-graph replay."""
+def bench_models(models: list[str], batch: int, meter: Optional[EnergyMeter] = None) -> list[dict]:
+    """Images/s of each model in each mode: eager (host launches every kernel) and CUDA-graph replay, and with
+    `meter` the energy per image of the replay."""
     import copy
 
     import timm
@@ -191,49 +225,61 @@ def bench_models(models: list[str], batch: int) -> list[dict]:
     x = torch.randn(batch, 3, 224, 224, device="cuda").half()
     for alias in models:
         base = timm.create_model(resolve_model_name(alias)[0], pretrained=False).eval()
-        fp16_ms = {}
+        fp16_ms, fp16_energy = {}, None
         for mode in [m for m in ALL_MODES if m != "fp32"]:  # fp16 first: the others are relative to it
             model = copy.deepcopy(base)
             swap_attention(model, AttentionConfig(mode))
             model = model.cuda().half()
+            energy = None
             with torch.inference_mode():
                 timings = {"eager": median_ms(lambda: model(x), warmup=5, rep=30)}
                 try:
-                    timings["cuda_graph"] = median_ms(cuda_graph_replay(lambda: model(x)), warmup=5, rep=30)
+                    replay = cuda_graph_replay(lambda: model(x))
+                    timings["cuda_graph"] = median_ms(replay, warmup=5, rep=30)
+                    if meter is not None and meter.available:
+                        energy = meter.per_call_mj(replay) / batch
                 except RuntimeError as err:  # a mode that syncs with the host cannot be captured
                     print(f"{alias} {mode}: no CUDA graph ({str(err)[:100]})", flush=True)
             for launch, ms in timings.items():
                 if mode == "fp16":
                     fp16_ms[launch] = ms
-                rows.append({"model": alias, "mode": mode, "launch": launch, "batch": batch, "ms": ms,
-                             "images_per_s": batch / ms * 1e3, "vs_fp16": fp16_ms.get(launch, float("nan")) / ms})
+                    fp16_energy = energy
+                row = {"model": alias, "mode": mode, "launch": launch, "batch": batch, "ms": ms,
+                       "images_per_s": batch / ms * 1e3, "vs_fp16": fp16_ms.get(launch, float("nan")) / ms}
+                if launch == "cuda_graph" and energy is not None:
+                    row["energy_mj_per_image"] = energy
+                    row["energy_vs_fp16"] = energy / fp16_energy if fp16_energy else None
+                rows.append(row)
             del model
             torch.cuda.empty_cache()
     return rows
 
 
+def _fmt(r: dict, key: str, spec: str) -> str:
+    return format(r[key], spec) if r.get(key) is not None else "-"
+
+
 def kernel_table(rows: list[dict]) -> str:
     header = ["workload", "batch", "variant", "median ms", "x fastest SDPA", "graph ms", "graph x fastest SDPA",
-              "GB/s (min bytes)", "peak MiB"]
+              "SQNR dB", "mJ / call", "energy x SDPA", "GB/s (min bytes)", "peak MiB"]
     body = []
     for r in rows:
         if "ms" not in r:
-            body.append([r["workload"], str(r["batch"]), r["variant"], "n/a"] + ["-"] * 5)
+            body.append([r["workload"], str(r["batch"]), r["variant"], "n/a"] + ["-"] * 8)
             continue
-
-        def fmt(key, spec):
-            return format(r[key], spec) if key in r else "-"
-
-        body.append([r["workload"], str(r["batch"]), r["variant"], fmt("ms", ".4f"), fmt("ratio_vs_sdpa", ".2f"),
-                     fmt("graph_ms", ".4f"), fmt("graph_ratio_vs_sdpa", ".2f"), f"{r['gbs']:.0f}",
+        body.append([r["workload"], str(r["batch"]), r["variant"], _fmt(r, "ms", ".4f"), _fmt(r, "ratio_vs_sdpa", ".2f"),
+                     _fmt(r, "graph_ms", ".4f"), _fmt(r, "graph_ratio_vs_sdpa", ".2f"), _fmt(r, "sqnr_db", ".2f"),
+                     _fmt(r, "energy_mj", ".1f"), _fmt(r, "energy_vs_sdpa", ".2f"), f"{r['gbs']:.0f}",
                      f"{r['peak_mib']:.0f}"])
     return markdown_table(header, body)
 
 
 def model_table(rows: list[dict]) -> str:
-    header = ["model", "mode", "launch", "batch", "median ms", "images/s", "x fp16 images/s (same launch)"]
+    header = ["model", "mode", "launch", "batch", "median ms", "images/s", "x fp16 images/s (same launch)",
+              "mJ / image", "energy x fp16"]
     body = [[r["model"], r["mode"], r["launch"], str(r["batch"]), f"{r['ms']:.2f}", f"{r['images_per_s']:.0f}",
-             f"{r['vs_fp16']:.2f}"] for r in rows]
+             f"{r['vs_fp16']:.2f}", _fmt(r, "energy_mj_per_image", ".2f"), _fmt(r, "energy_vs_fp16", ".2f")]
+            for r in rows]
     return markdown_table(header, body)
 
 
@@ -244,7 +290,7 @@ def chart(rows: list[dict], path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     batches = sorted({r["batch"] for r in rows})
-    variants = ["qflash_kernel_int8", "qflash_op", "qflash_op_bias_mask", "ivit_op"]
+    variants = ["qflash_kernel_int8", "qflash_op", "ivit_op", "sage_op", "paper_kernel_int8"]
     fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 4), sharey=True)
     axes = axes if len(batches) > 1 else [axes]
     for ax, b in zip(axes, batches):
@@ -253,7 +299,7 @@ def chart(rows: list[dict], path: pathlib.Path) -> None:
             vals = [next((r.get("ratio_vs_sdpa", float("nan")) for r in rows
                           if r["batch"] == b and r["workload"] == w and r["variant"] == var), float("nan"))
                     for w in names]
-            ax.bar([j + 0.2 * i for j in range(len(names))], vals, width=0.2, label=var)
+            ax.bar([j + 0.16 * i for j in range(len(names))], vals, width=0.16, label=var)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks([j + 0.3 for j in range(len(names))], names)
         ax.set_yscale("log")
@@ -270,26 +316,33 @@ def main(argv=None) -> None:
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
     p.add_argument("--models", default="deit_tiny,deit_small,vit_base,swin_tiny")
     p.add_argument("--model-batch", type=int, default=256)
+    p.add_argument("--energy-batches", type=int, nargs="*", default=[256],
+                   help="batches at which every graph-replayable variant's energy is measured (>= 1 s each)")
+    p.add_argument("--no-peers", action="store_true", help="leave out SageAttention and the paper's code")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("the benchmark needs a CUDA GPU")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    meter = EnergyMeter(torch.cuda.current_device())
+    if not meter.available:
+        print(f"energy not measured: {meter.reason}", flush=True)
     copy_gbs = copy_bandwidth_gbs()
     rows = []
     for name in args.workloads:
         for b in args.batches:
-            rows += bench_workload(name, b)
+            rows += bench_workload(name, b, meter if b in args.energy_batches else None, peers=not args.no_peers)
             print(kernel_table([r for r in rows if r["workload"] == name and r["batch"] == b]).split("\n", 2)[2],
                   flush=True)
     compiles = compile_counts()
     print("compiled kernel variants:", compiles, flush=True)
-    models = bench_models([m for m in args.models.split(",") if m], args.model_batch) if args.models else []
+    models = bench_models([m for m in args.models.split(",") if m], args.model_batch, meter) if args.models else []
     result = {"provenance": provenance(torch.cuda.get_device_name(), 1), "copy_gbs": copy_gbs, "compiles": compiles,
+              "energy": "NVML total energy over >= 1 s of graph replays" if meter.available else meter.reason,
               "kernels": rows, "models": models}
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     text = (f"Device: {result['provenance']['device']}; measured copy bandwidth {copy_gbs:.0f} GB/s; "
-            f"compiled variants: {compiles}.\n\n"
+            f"compiled variants: {compiles}; energy: {result['energy']}.\n\n"
             + kernel_table(rows) + "\n\n" + model_table(models) + "\n")
     (out / "bench.md").write_text(text)
     chart(rows, out / "bench.png")

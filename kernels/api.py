@@ -13,6 +13,7 @@ import torch
 
 from .constants import GRANULARITIES
 from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
+from .reference.ivit import check_output_bits
 from .reference.qflash_paper import paper_scales, qflash_paper_reference
 from .scales import AttentionScales, scales_from_amax, static_amax, torch_scales
 from .validation import check_attention_inputs
@@ -191,13 +192,23 @@ def qflash_paper_attention(
 
 def ivit_attention(
     q, k, v, *, granularity="sample", group=1, static_scales=None, bias=None, mask=None,
-    output_bits: int = DEFAULT_OUTPUT_BITS,
+    output_bits: int = DEFAULT_OUTPUT_BITS, backend: str = "auto",
 ) -> torch.Tensor:
-    """ivit: I-ViT-style attention (scores materialized and requantized to int8, Shiftmax at `output_bits`),
-    with qflash's int8 Q/K/V; shapes and granularities as qflash_attention; output in q's dtype."""
+    """ivit: I-ViT-style attention (scores requantized to int8 per image, Shiftmax at `output_bits`, 2-16),
+    with qflash's int8 Q/K/V; shapes, strides, granularities, group, bias and mask as qflash_attention.
+
+    backend: 'triton' (a score-amax kernel and one fused kernel: scores never reach memory; CUDA or the
+    interpreter), 'reference' (bit-identical PyTorch, which materializes the scores), 'auto'.
+    Returns (Z, H, N, D) in q's dtype.
+    """
     check_attention_inputs(q, k, v, bias, mask, group)
+    check_output_bits(output_bits)
     scales = compute_scales(q, k, v, granularity, group, static_scales)
-    return ivit_reference(q, k, v, scales, bias, mask, output_bits, group)
+    if resolve_backend(backend, q.device) == "reference":
+        return ivit_reference(q, k, v, scales, bias, mask, output_bits, group)
+    from .jit.ivit import launch_ivit  # imported late: TRITON_INTERPRET is read at import
+
+    return launch_ivit(q, k, v, scales, bias, mask, output_bits, group)
 
 
 def int8qkv_attention(

@@ -43,6 +43,13 @@ MAX_SEQUENCE = 65536  # keeps the integer row sum l below 2**31
 # largest N for which |acc| <= P_MAX * 127 * N fits in int32; longer sequences use int64 accumulators
 INT32_ACC_MAX_N = ((1 << 31) - 1) // (P_MAX * QMAX)
 
+# --- ivit: I-ViT's Shiftmax ---
+IVIT_SHIFTMAX_N = 15  # exp2 spans 15 doublings: scores further below the row max count as 15 below
+IVIT_DEFAULT_OUTPUT_BITS = 16  # probabilities at scale 2**-(bits - 1); I-ViT's Swin uses 8
+# one doubling in int8 score units is floor(-1 / s_score), clamped here (only a near-zero score range
+# reaches it): e = (r - 2 x0) << 15 then stays below 2**37, and the row sum in int64
+IVIT_X0_MIN = -(1 << 20)
+
 # --- qflash_paper: the published arithmetic (docs/algorithm.md, "QFlash as published") ---
 PAPER_QMIN, PAPER_QMAX = -128, 127  # its clamp of round(x / s)
 PAPER_LOG2E = 1.44269504  # the digits it multiplies by

@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPE_NAMES,
                    help="model dtype of the integer modes (default float16; fp32/fp16 modes are what they say)")
     p.add_argument("--qflash-backend", choices=["auto", "triton", "reference"],
-                   help="qflash and qflash_paper: auto = the Triton kernel on CUDA, the bit-exact PyTorch "
-                   "reference on CPU")
+                   help="qflash, qflash_paper and ivit: auto = the Triton kernels on CUDA, the bit-exact PyTorch "
+                   "references on CPU")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto (accelerate's choice)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="replay each mode's forward from CUDA graphs (one per batch shape): images/s without "
