@@ -46,9 +46,9 @@ INT32_ACC_MAX_N = ((1 << 31) - 1) // (P_MAX * QMAX)
 # --- ivit: I-ViT's Shiftmax ---
 IVIT_SHIFTMAX_N = 15  # exp2 spans 15 doublings: scores further below the row max count as 15 below
 IVIT_DEFAULT_OUTPUT_BITS = 16  # probabilities at scale 2**-(bits - 1); I-ViT's Swin uses 8
-# one doubling in int8 score units is floor(-1 / s_score), clamped here (only a near-zero score range
-# reaches it): e = (r - 2 x0) << 15 then stays below 2**37, and the row sum in int64
-IVIT_X0_MIN = -(1 << 20)
+# one doubling in int8 score units, x0 = floor(-127 / max|score|), is clamped here (only a score range
+# below 0.004 reaches it): e = (r - 2 x0) << 15 then stays below 2**31, and the kernel keeps it in int32
+IVIT_X0_MIN = -((1 << 15) - 1)
 
 # --- qflash_paper: the published arithmetic (docs/algorithm.md, "QFlash as published") ---
 PAPER_QMIN, PAPER_QMAX = -128, 127  # its clamp of round(x / s)

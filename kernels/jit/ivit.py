@@ -1,15 +1,15 @@
 """ivit fused in Triton, bit-exact with reference/ivit.py (the specification); scores never reach memory.
 
 Two kernels over int8 Q/K/V (quantized once by torch ops, as the reference quantizes):
-1. `ivit_score_amax_kernel`: each (z, h, query block) program writes max|score| over its rows and every
-   key, in float64; torch folds those into the per-image score scale (a (Z, H, blocks) tensor, no sync).
-2. `ivit_fwd_kernel`: a program takes BLOCK_M query rows of one (z, h) and passes over the keys three
-   times, recomputing the int8 Q.K^T tile each time (cheap next to storing N x N scores): the row max of
-   the requantized scores, the Shiftmax row sum, then the probabilities times V. Probabilities of up to
-   16 bits meet int8 V as two int8 halves: p = 256 hi + (lo' + 128), so
-   P.V = 256 (hi.V) + lo'.V + 128 sum(V).
-Scores are scaled, biased and requantized in float64 as the reference computes them (exact products of
-integers, then the same roundings); every float-to-int conversion is clamped first.
+1. `ivit_score_stats_kernel`: per (z, h, query block), max|score| over its rows and every key, and each
+   row's max score; torch folds the first into the per-image score scale (no host sync). Requantization
+   is monotone, so the row max of the int8 scores is the requantized row max.
+2. `ivit_fwd_kernel`: a program takes BLOCK_M query rows of one (z, h) and passes over the keys twice,
+   recomputing the int8 Q.K^T tile (cheaper than storing N x N scores): Shiftmax's row sum, then the
+   probabilities times V. Probabilities of up to 16 bits meet int8 V as two int8 halves:
+   p = 256 hi + (lo' + 128), so P.V = 256 (hi.V) + lo'.V + 128 sum(V).
+Scores are scaled, biased and requantized in float32 in the reference's order (no FMA); Shiftmax runs in
+int32 (x0 >= -(2**15 - 1) keeps e below 2**31, and e f <= 2**31 - 1), its row sum in int64.
 """
 from __future__ import annotations
 
@@ -28,32 +28,32 @@ INT31_MAX = tl.constexpr((1 << 31) - 1)
 def _score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
                 stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
-    """float64 scores of one (rows, keys) tile: (q8 . k8) c + bias + mask. Rows and keys past N read row or
+    """float32 scores of one (rows, keys) tile: (q8 . k8) c + bias + mask. Rows and keys past N read row or
     key N - 1 of bias and mask (never stored, never weighted)."""
     offs_d = tl.arange(0, BLOCK_D)
     kt = tl.load(k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd,
                  mask=(offs_d[:, None] < HEAD_DIM) & key_ok[None, :], other=0)
-    s = tl.dot(q8, kt, out_dtype=tl.int32).to(tl.float64) * score_c
+    s = tl.dot(q8, kt, out_dtype=tl.int32).to(tl.float32) * score_c
     rows_in = tl.minimum(offs_m, N - 1)[:, None]
     keys_in = tl.minimum(keys, N - 1)[None, :]
     if HAS_BIAS:
-        s = s + tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float64)
+        s = s + tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
     if HAS_MASK:
-        s = s + tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float64)
+        s = s + tl.load(mask_window + rows_in * stride_mn + keys_in * stride_mk).to(tl.float32)
     return s
 
 
 @triton.jit
-def _requantize(s, s_score):
-    """round(clamp(float32(s / s_score), -127, 127)) as int32, ties to even; NaN -> 0."""
-    t = (s / s_score).to(tl.float32)  # float64 division is IEEE (div.rn.f64) on the GPU too
+def _requantize(s, inv_score):
+    """round(clamp(s * inv_score, -127, 127)) as int32, ties to even; NaN -> 0."""
+    t = s * inv_score
     t = tl.where(t == t, t, 0.0)
     return round_clamped(tl.minimum(tl.maximum(t, -QMAX), QMAX))
 
 
 @triton.jit
 def _shiftmax_numerator(s8, row_max, x0):
-    """Shiftmax's e for int8 scores s8 (int32) below row_max, x0 = -1 doubling (int32): int64, >= 0."""
+    """Shiftmax's e for int8 scores s8 below row_max, x0 = -1 doubling: int32, in [0, 2**31)."""
     x = s8 - row_max[:, None]
     x = x + (x >> 1) - (x >> 4)
     x = tl.maximum(x, x0 * SHIFT_N)
@@ -63,13 +63,12 @@ def _shiftmax_numerator(s8, row_max, x0):
     r = x - x0 * q
     q = tl.where(r > 0, q - 1, tl.where(r <= x0, q + 1, q))
     r = x - x0 * q
-    e = ((r - x0 * 2).to(tl.int64) << (q * -1 + SHIFT_N).to(tl.int64)) >> 1
-    return tl.maximum(e, 0)
+    return tl.maximum(((r - x0 * 2) << (q * -1 + SHIFT_N)) >> 1, 0)
 
 
 @triton.jit
-def ivit_score_amax_kernel(
-    Q8, K8, BIAS, MASK, SCORE_C, AMAX,
+def ivit_score_stats_kernel(
+    Q8, K8, BIAS, MASK, SCORE_C, AMAX, ROW_MAX,
     stride_qz, stride_qh, stride_qn, stride_qd,
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_bh, stride_bn, stride_bk,
@@ -86,7 +85,8 @@ def ivit_score_amax_kernel(
     q8 = tl.load(Q8 + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
                  mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0)
     score_c = tl.load(SCORE_C + z)
-    best = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float64)
+    best = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    top = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     for start in range(0, N, BLOCK_N):
         keys = start + tl.arange(0, BLOCK_N)
         key_ok = keys < N
@@ -95,12 +95,14 @@ def ivit_score_amax_kernel(
                         stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                         HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK)
         best = tl.maximum(best, tl.where(row_ok[:, None] & key_ok[None, :], tl.abs(s), 0.0))
+        top = tl.maximum(top, tl.max(tl.where(key_ok[None, :], s, float("-inf")), axis=1))
     tl.store(AMAX + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), tl.max(tl.max(best, axis=1), axis=0))
+    tl.store(ROW_MAX + tl.program_id(0) * N + offs_m, top, mask=row_ok)
 
 
 @triton.jit
 def ivit_fwd_kernel(
-    Q8, K8, V8, O, BIAS, MASK, SCORE_C, S_SCORE, X0, OUT_MULT,
+    Q8, K8, V8, O, BIAS, MASK, SCORE_C, INV_SCORE, X0, OUT_MULT, ROW_MAX,
     stride_qz, stride_qh, stride_qn, stride_qd,
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_vz, stride_vh, stride_vn, stride_vd,
@@ -111,7 +113,7 @@ def ivit_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, OUTPUT_BITS: tl.constexpr,
 ):
-    # -- set-up: this program's rows, its head's pointers, its image's constants --
+    # -- set-up: this program's rows, its head's pointers, its image's constants, the int8 row max --
     z = tl.program_id(0) // H
     h = tl.program_id(0) % H
     offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -125,32 +127,23 @@ def ivit_fwd_kernel(
     bias_head = BIAS + h * stride_bh
     mask_window = MASK + (z % NUM_WINDOWS) * stride_mw
     score_c = tl.load(SCORE_C + z)
-    s_score = tl.load(S_SCORE + z)
+    inv_score = tl.load(INV_SCORE + z)
     x0 = tl.load(X0 + z)
+    row_max = _requantize(tl.load(ROW_MAX + tl.program_id(0) * N + offs_m, mask=row_ok, other=0.0), inv_score)
 
-    # -- pass 1: the row max of the int8 scores --
-    row_max = tl.full([BLOCK_M], -128, dtype=tl.int32)
-    for start in range(0, N, BLOCK_N):
-        keys = start + tl.arange(0, BLOCK_N)
-        key_ok = keys < N
-        s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
-                                     stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
-                                     HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), s_score)
-        row_max = tl.maximum(row_max, tl.max(tl.where(key_ok[None, :], s8, -128), axis=1))
-
-    # -- pass 2: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
+    # -- pass 1: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
     row_sum = tl.zeros([BLOCK_M], dtype=tl.int64)
     for start in range(0, N, BLOCK_N):
         keys = start + tl.arange(0, BLOCK_N)
         key_ok = keys < N
         s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
                                      stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
-                                     HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), s_score)
+                                     HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
         e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0), 0)
-        row_sum += tl.sum(e, axis=1)
-    f = INT31_MAX // tl.maximum(row_sum, 1)
+        row_sum += tl.sum(e.to(tl.int64), axis=1)
+    f = (tl.full([BLOCK_M], INT31_MAX, dtype=tl.int64) // tl.maximum(row_sum, 1)).to(tl.int32)
 
-    # -- pass 3: probabilities (e f) >> (32 - bits) times V, as two int8 halves --
+    # -- pass 2: probabilities (e f) >> (32 - bits) times V, as two int8 halves --
     acc_hi = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
     acc_lo = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
     v_sum = tl.zeros([BLOCK_D], dtype=tl.int32)
@@ -159,20 +152,18 @@ def ivit_fwd_kernel(
         key_ok = keys < N
         s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
                                      stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
-                                     HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), s_score)
+                                     HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
         e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0), 0)
-        p = ((e * f[:, None]) >> (32 - OUTPUT_BITS)).to(tl.int32)
+        p = (e * f[:, None]) >> (32 - OUTPUT_BITS)  # e <= row sum, so e f <= 2**31 - 1
         vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                      mask=key_ok[:, None] & dim_ok[None, :], other=0)
         acc_hi += tl.dot((p >> 8).to(tl.int8), vt, out_dtype=tl.int32)
         acc_lo += tl.dot(((p & 255) - 128).to(tl.int8), vt, out_dtype=tl.int32)
         v_sum += tl.sum(vt.to(tl.int32), axis=0)
 
-    # -- epilogue: the exact integer P.V times s_v / 2**(bits - 1) in float64, then float32, then the dtype --
+    # -- epilogue: the exact integer P.V (below 2**24) times s_v / 2**(bits - 1) in float32, then the dtype --
     acc = acc_hi * 256 + acc_lo + 128 * v_sum[None, :]
-    out_mult = tl.load(OUT_MULT + z)
-    out = (acc.to(tl.float64) * out_mult).to(tl.float32)
-    out = tl.where(out_mult == out_mult, out, float("nan"))
+    out = acc.to(tl.float32) * tl.load(OUT_MULT + z)
     o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
     tl.store(o_ptrs, to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
@@ -186,7 +177,7 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     (Z, H, N, D) tensor in q's dtype."""
     import torch
 
-    from ..reference.ivit import doubling_units, score_constant, score_scale
+    from ..reference.ivit import doubling_units, output_multiplier, score_constant, score_inverse_scale
     from ..scales import quantize_int8
 
     z, h, n, d = q.shape
@@ -202,18 +193,17 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     blocks = triton.cdiv(n, BLOCK_M)
     geometry = dict(HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
                     HAS_BIAS=bias is not None, HAS_MASK=mask is not None)
-    partial = torch.empty((z, h, blocks), dtype=torch.float64, device=q.device)
-    ivit_score_amax_kernel[(z * h, blocks)](
-        q8, k8, b, mk, score_c, partial, *q8.stride(), *k8.stride(), *b_strides, *m_strides, h, n, windows,
+    partial = torch.empty((z, h, blocks), dtype=torch.float32, device=q.device)
+    row_max = torch.empty((z, h, n), dtype=torch.float32, device=q.device)
+    ivit_score_stats_kernel[(z * h, blocks)](
+        q8, k8, b, mk, score_c, partial, row_max, *q8.stride(), *k8.stride(), *b_strides, *m_strides, h, n, windows,
         **geometry, num_warps=4, enable_fp_fusion=False,
     )
-    s_score = score_scale(partial.amax(dim=(1, 2)), scales.granularity, group).contiguous()
-    x0 = doubling_units(s_score).to(torch.int32).contiguous()
-    out_mult = scales.s_v.double() / 2.0 ** (output_bits - 1)
-    out_mult = torch.where(torch.isnan(scales.out_scale), torch.full_like(out_mult, float("nan")), out_mult)
+    inv_score = score_inverse_scale(partial.amax(dim=(1, 2)), scales.granularity, group).contiguous()
+    x0 = doubling_units(inv_score).to(torch.int32).contiguous()
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     ivit_fwd_kernel[(z * h, blocks)](
-        q8, k8, v8, out, b, mk, score_c, s_score, x0, out_mult.contiguous(),
+        q8, k8, v8, out, b, mk, score_c, inv_score, x0, output_multiplier(scales, output_bits).contiguous(), row_max,
         *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, h, n, windows,
         **geometry, OUTPUT_BITS=output_bits, num_warps=4, enable_fp_fusion=False,
     )

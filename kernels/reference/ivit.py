@@ -3,8 +3,9 @@
 Follows I-ViT (Li & Gu, ICCV 2023): x * log2(e) ~= x + x/2 - x/16 on integers, exp2 split into a
 shift and a linear term, n = 15, normalisation by one integer division per row, output at
 `output_bits` bits (I-ViT's own code uses 16 for ViT attention and 8 for Swin; the default here is 16).
-Runs on any device with torch ops; int64 throughout, matrix products and score scaling in float64
-(exact on integers). The steps are split as jit/ivit.py runs them: score scales, then Shiftmax and P.V.
+Runs on any device with torch ops. Integer products are exact (|Q.K^T| < 2**24, |P.V| < 2**24, so float32
+holds them); scores are scaled, biased and requantized in float32 in a fixed order, Shiftmax in int64 on
+values that fit int32 (the kernel's). The steps are split as jit/ivit.py runs them.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..constants import IVIT_DEFAULT_OUTPUT_BITS, IVIT_SHIFTMAX_N, IVIT_X0_MIN, QMAX
+from ..constants import FLOAT32_MAX, IVIT_DEFAULT_OUTPUT_BITS, IVIT_SHIFTMAX_N, IVIT_X0_MIN, QMAX
 from ..scales import AttentionScales, quantize_int8, window_mask_per_z
 
 DEFAULT_OUTPUT_BITS = IVIT_DEFAULT_OUTPUT_BITS
@@ -23,9 +24,9 @@ def check_output_bits(output_bits: int) -> None:
         raise ValueError(f"output_bits must be in [2, 16], got {output_bits}")
 
 
-def doubling_units(s_score: torch.Tensor) -> torch.Tensor:
-    """x0 = floor(-1 / s_score): minus one doubling in int8 score units (int64), clamped at IVIT_X0_MIN."""
-    return torch.floor(-1.0 / s_score.double()).clamp(min=IVIT_X0_MIN).long()
+def doubling_units(inv_score: torch.Tensor) -> torch.Tensor:
+    """x0 = floor(-inv_score): minus one doubling in int8 score units (int64), clamped to [IVIT_X0_MIN, -1]."""
+    return torch.floor(-inv_score.double()).clamp(min=IVIT_X0_MIN, max=-1).long()
 
 
 def shiftmax_from_x0(x: torch.Tensor, x0: torch.Tensor, output_bits: int = DEFAULT_OUTPUT_BITS) -> torch.Tensor:
@@ -47,23 +48,31 @@ def shiftmax_from_x0(x: torch.Tensor, x0: torch.Tensor, output_bits: int = DEFAU
 
 
 def shiftmax(x: torch.Tensor, scale: torch.Tensor, output_bits: int = DEFAULT_OUTPUT_BITS) -> torch.Tensor:
-    """Shiftmax of int64 scores `x` at real `scale` (broadcastable): shiftmax_from_x0 with x0 from the scale."""
-    return shiftmax_from_x0(x, doubling_units(scale), output_bits)
+    """Shiftmax of int64 scores `x` at real `scale` (broadcastable): shiftmax_from_x0 with x0 = floor(-1/scale)."""
+    return shiftmax_from_x0(x, doubling_units(1.0 / scale.double()), output_bits)
 
 
 def score_constant(scales: AttentionScales, head_dim: int) -> torch.Tensor:
-    """c = s_q s_k / sqrt(D) in float64: one integer Q.K^T step in logits."""
-    return scales.s_q.double() * scales.s_k.double() / head_dim**0.5
+    """c = s_q s_k / sqrt(D) in float32: one integer Q.K^T step in logits."""
+    return (scales.s_q.float() * scales.s_k.float()) / head_dim**0.5
 
 
-def score_scale(amax_per_z: torch.Tensor, granularity: str, group: int) -> torch.Tensor:
-    """(Z,) float64 int8 scale of the scores from each z's max|score|: per image (`group` z), or per call."""
+def score_inverse_scale(amax_per_z: torch.Tensor, granularity: str, group: int) -> torch.Tensor:
+    """(Z,) float32 127 / max|score| per image (`group` z) or per call: logits to int8 score units.
+    127 for all-zero scores, capped at the largest float."""
     z = amax_per_z.numel()
     if granularity == "batch":
         amax = amax_per_z.amax().expand(z)
     else:
         amax = amax_per_z.view(z // group, group).amax(dim=1).repeat_interleave(group)
-    return torch.where(amax > 0, amax, torch.ones_like(amax)) / QMAX
+    inv = QMAX / torch.where(amax > 0, amax, torch.ones_like(amax))
+    return inv.clamp(max=FLOAT32_MAX).float()
+
+
+def requantize_scores(scores: torch.Tensor, inv_score: torch.Tensor) -> torch.Tensor:
+    """float32 scores -> int8 score units: round(clamp(scores * inv_score)), ties to even, NaN -> 0 (int64)."""
+    t = scores * inv_score
+    return torch.round(torch.where(t == t, t, torch.zeros_like(t)).clamp(-QMAX, QMAX)).long()
 
 
 def ivit_reference(
@@ -87,15 +96,19 @@ def ivit_reference(
     qi = quantize_int8(q, scales.inv_q).double()
     ki = quantize_int8(k, scales.inv_k).double()
     vi = quantize_int8(v, scales.inv_v).double()
-    scores = (qi @ ki.transpose(-1, -2)) * score_constant(scales, d).view(col)
+    scores = (qi @ ki.transpose(-1, -2)).float() * score_constant(scales, d).view(col)
     if bias is not None:
-        scores = scores + bias.double().unsqueeze(0)
+        scores = scores + bias.float().unsqueeze(0)
     if mask is not None:
-        scores = scores + window_mask_per_z(mask, z).double()
-    s_score = score_scale(scores.abs().amax(dim=(1, 2, 3)), scales.granularity, group)
-    scores8 = torch.round((scores / s_score.view(col)).float().clamp(-QMAX, QMAX)).long()
-    probs = shiftmax_from_x0(scores8, doubling_units(s_score).view(col), output_bits)
-    out = (probs.double() @ vi) * (scales.s_v.double() / 2.0 ** (output_bits - 1)).view(col)
-    nan_rows = torch.isnan(scales.out_scale).view(col)
-    # float64 -> float32 -> q's dtype, as the kernel converts
-    return torch.where(nan_rows, torch.full_like(out, float("nan")), out).float().to(q.dtype)
+        scores = scores + window_mask_per_z(mask, z).float()
+    inv_score = score_inverse_scale(scores.abs().amax(dim=(1, 2, 3)), scales.granularity, group)
+    scores8 = requantize_scores(scores, inv_score.view(col))
+    probs = shiftmax_from_x0(scores8, doubling_units(inv_score).view(col), output_bits)
+    out = (probs.double() @ vi).float() * output_multiplier(scales, output_bits).view(col)
+    return out.to(q.dtype)
+
+
+def output_multiplier(scales: AttentionScales, output_bits: int) -> torch.Tensor:
+    """(Z,) float32 s_v / 2**(bits - 1): integer P.V to the output; NaN where the group held a non-finite value."""
+    mult = scales.s_v.float() / 2.0 ** (output_bits - 1)
+    return torch.where(torch.isnan(scales.out_scale), torch.full_like(mult, float("nan")), mult)
