@@ -52,13 +52,13 @@ def _requantize(s, inv_score):
 
 
 @triton.jit
-def _shiftmax_numerator(s8, row_max, x0):
+def _shiftmax_numerator(s8, row_max, x0, x0_reciprocal):
     """Shiftmax's e for int8 scores s8 below row_max, x0 = -1 doubling: int32, in [0, 2**31)."""
     x = s8 - row_max[:, None]
     x = x + (x >> 1) - (x >> 4)
     x = tl.maximum(x, x0 * SHIFT_N)
     # q = floor(x / x0) in [0, 15]: a float estimate, then one integer correction step either way
-    q = tl.floor(x.to(tl.float32) / x0.to(tl.float32)).to(tl.int32)
+    q = tl.floor(x.to(tl.float32) * x0_reciprocal).to(tl.int32)
     q = tl.minimum(tl.maximum(q, 0), x0 * 0 + SHIFT_N)
     r = x - x0 * q
     q = tl.where(r > 0, q - 1, tl.where(r <= x0, q + 1, q))
@@ -129,6 +129,7 @@ def ivit_fwd_kernel(
     score_c = tl.load(SCORE_C + z)
     inv_score = tl.load(INV_SCORE + z)
     x0 = tl.load(X0 + z)
+    x0_reciprocal = 1.0 / x0.to(tl.float32)
     row_max = _requantize(tl.load(ROW_MAX + tl.program_id(0) * N + offs_m, mask=row_ok, other=0.0), inv_score)
 
     # -- pass 1: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
@@ -139,7 +140,7 @@ def ivit_fwd_kernel(
         s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
                                      stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                                      HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
-        e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0), 0)
+        e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0, x0_reciprocal), 0)
         row_sum += tl.sum(e.to(tl.int64), axis=1)
     f = (tl.full([BLOCK_M], INT31_MAX, dtype=tl.int64) // tl.maximum(row_sum, 1)).to(tl.int32)
 
@@ -153,7 +154,7 @@ def ivit_fwd_kernel(
         s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
                                      stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                                      HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
-        e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0), 0)
+        e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0, x0_reciprocal), 0)
         p = (e * f[:, None]) >> (32 - OUTPUT_BITS)  # e <= row sum, so e f <= 2**31 - 1
         vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                      mask=key_ok[:, None] & dim_ok[None, :], other=0)
@@ -168,13 +169,13 @@ def ivit_fwd_kernel(
     tl.store(o_ptrs, to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
 
 
-BLOCK_M = 64
-BLOCK_N = 64
+# (query rows, keys per tile, warps) per program; the bits do not depend on them
+LAUNCH = (64, 64, 4)
 
 
-def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, group: int = 1):
+def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, group: int = 1, launch=LAUNCH):
     """Fused I-ViT attention of validated (Z, H, N, D) float tensors with their AttentionScales; returns a new
-    (Z, H, N, D) tensor in q's dtype."""
+    (Z, H, N, D) tensor in q's dtype. `launch`: (BLOCK_M, BLOCK_N, num_warps)."""
     import torch
 
     from ..reference.ivit import doubling_units, output_multiplier, score_constant, score_inverse_scale
@@ -190,14 +191,15 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     b_strides = bias.stride() if bias is not None else (0, 0, 0)
     m_strides = mask.stride() if mask is not None else (0, 0, 0)
     windows = mask.shape[0] if mask is not None else 1
-    blocks = triton.cdiv(n, BLOCK_M)
-    geometry = dict(HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+    block_m, block_n, warps = launch
+    blocks = triton.cdiv(n, block_m)
+    geometry = dict(HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=block_m, BLOCK_N=block_n,
                     HAS_BIAS=bias is not None, HAS_MASK=mask is not None)
     partial = torch.empty((z, h, blocks), dtype=torch.float32, device=q.device)
     row_max = torch.empty((z, h, n), dtype=torch.float32, device=q.device)
     ivit_score_stats_kernel[(z * h, blocks)](
         q8, k8, b, mk, score_c, partial, row_max, *q8.stride(), *k8.stride(), *b_strides, *m_strides, h, n, windows,
-        **geometry, num_warps=4, enable_fp_fusion=False,
+        **geometry, num_warps=warps, enable_fp_fusion=False,
     )
     inv_score = score_inverse_scale(partial.amax(dim=(1, 2)), scales.granularity, group).contiguous()
     x0 = doubling_units(inv_score).to(torch.int32).contiguous()
@@ -205,6 +207,6 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     ivit_fwd_kernel[(z * h, blocks)](
         q8, k8, v8, out, b, mk, score_c, inv_score, x0, output_multiplier(scales, output_bits).contiguous(), row_max,
         *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, h, n, windows,
-        **geometry, OUTPUT_BITS=output_bits, num_warps=4, enable_fp_fusion=False,
+        **geometry, OUTPUT_BITS=output_bits, num_warps=warps, enable_fp_fusion=False,
     )
     return out
