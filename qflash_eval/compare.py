@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from .report import IMAGENET_VAL_IMAGES, _fmt, markdown_table
+from .report import IMAGENET_VAL_IMAGES, _fmt, markdown_table, paper_cell
 
 HEADER = ["run", "model", "mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "95% CI", "McNemar p", "agree w/ fp16 %",
           "images", "granularity", "dtype", "paper Top-1 %", "data"]
@@ -27,16 +27,6 @@ def read_report(path) -> dict:
     if not isinstance(report.get("data"), dict) or "source" not in report["data"] or "count" not in report["data"]:
         raise ValueError(f"{path} is not a qflash-eval results file (no 'data' source and count)")
     return report
-
-
-def paper_cell(report: dict, mode: str) -> str:
-    """The paper's Top-1 for this model and mode (fp32 -> its FP32 column, qflash* -> its QFlash column)."""
-    paper = report.get("paper_top1") or {}
-    key = "fp32" if mode == "fp32" else "qflash" if mode.startswith("qflash") else None
-    if key is None or paper.get(key) is None:
-        return "-"
-    comparable = report["data"]["count"] >= IMAGENET_VAL_IMAGES and report.get("complete", True)
-    return f"{paper[key]:.2f}" + ("" if comparable else " (n/c)")
 
 
 def differences(named: list[tuple[str, dict]]) -> list[str]:

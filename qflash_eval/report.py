@@ -116,27 +116,38 @@ def _p_value(r: dict) -> str:
     return "-" if p is None else f"{p:.3g}"
 
 
+IMAGENET_VAL_IMAGES = 50000
+
+
+def paper_cell(report: dict, mode: str) -> str:
+    """The paper's Top-1 for this model and mode (fp32 -> its FP32 column, qflash* -> its QFlash column),
+    marked (n/c), not comparable, unless the whole validation set ran."""
+    paper = report.get("paper_top1") or {}
+    key = "fp32" if mode == "fp32" else "qflash" if mode.startswith("qflash") else None
+    if key is None or paper.get(key) is None:
+        return "-"
+    comparable = report["data"]["count"] >= IMAGENET_VAL_IMAGES and report.get("complete", True)
+    return f"{paper[key]:.2f}" + ("" if comparable else " (n/c)")
+
+
 def table_rows(report: dict) -> list[list[str]]:
     out = []
     for mode, r in report["results"].items():
         delta = None if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
         out.append([mode, _fmt(r["top1"]), _fmt(r["top5"]), delta or "-", _fmt(r.get("delta_top1_ci95")),
                     _discordant(r), _p_value(r), _fmt(r.get("agreement")), str(r["count"]),
-                    _fmt(r.get("images_per_s"), 1)])
+                    _fmt(r.get("images_per_s"), 1), paper_cell(report, mode)])
     return out
 
 
 HEADER = ["mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "95% CI (Newcombe)", "only mode / only fp16 right",
-          "McNemar p", "agree w/ fp16 %", "images", "images/s"]
+          "McNemar p", "agree w/ fp16 %", "images", "images/s", "paper Top-1 %"]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-IMAGENET_VAL_IMAGES = 50000
 
 
 def paper_line(report: dict) -> str:

@@ -67,6 +67,21 @@ def _shiftmax_numerator(s8, row_max, x0, x0_reciprocal):
 
 
 @triton.jit
+def _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c, inv_score, row_max, x0,
+                    x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
+                    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
+    """Shiftmax's e of the key tile at `start` (0 past N), with its keys and their validity."""
+    keys = start + tl.arange(0, BLOCK_N)
+    key_ok = keys < N
+    s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
+                                 stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
+                                 HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
+    e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0, x0_reciprocal), 0)
+    return e, keys, key_ok
+
+
+@triton.jit
 def ivit_score_stats_kernel(
     Q8, K8, BIAS, MASK, SCORE_C, AMAX, ROW_MAX,
     stride_qz, stride_qh, stride_qn, stride_qd,
@@ -135,12 +150,9 @@ def ivit_fwd_kernel(
     # -- pass 1: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
     row_sum = tl.zeros([BLOCK_M], dtype=tl.int64)
     for start in range(0, N, BLOCK_N):
-        keys = start + tl.arange(0, BLOCK_N)
-        key_ok = keys < N
-        s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
-                                     stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
-                                     HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
-        e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0, x0_reciprocal), 0)
+        e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c, inv_score,
+                                          row_max, x0, x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk,
+                                          stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N, HAS_BIAS, HAS_MASK)
         row_sum += tl.sum(e.to(tl.int64), axis=1)
     f = (tl.full([BLOCK_M], INT31_MAX, dtype=tl.int64) // tl.maximum(row_sum, 1)).to(tl.int32)
 
@@ -149,12 +161,9 @@ def ivit_fwd_kernel(
     acc_lo = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
     v_sum = tl.zeros([BLOCK_D], dtype=tl.int32)
     for start in range(0, N, BLOCK_N):
-        keys = start + tl.arange(0, BLOCK_N)
-        key_ok = keys < N
-        s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
-                                     stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
-                                     HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
-        e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0, x0_reciprocal), 0)
+        e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c, inv_score,
+                                          row_max, x0, x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk,
+                                          stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N, HAS_BIAS, HAS_MASK)
         p = (e * f[:, None]) >> (32 - OUTPUT_BITS)  # e <= row sum, so e f <= 2**31 - 1
         vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                      mask=key_ok[:, None] & dim_ok[None, :], other=0)

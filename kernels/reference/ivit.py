@@ -3,9 +3,9 @@
 Follows I-ViT (Li & Gu, ICCV 2023): x * log2(e) ~= x + x/2 - x/16 on integers, exp2 split into a
 shift and a linear term, n = 15, normalisation by one integer division per row, output at
 `output_bits` bits (I-ViT's own code uses 16 for ViT attention and 8 for Swin; the default here is 16).
-Runs on any device with torch ops. Integer products are exact (|Q.K^T| < 2**24, |P.V| < 2**24, so float32
-holds them); scores are scaled, biased and requantized in float32 in a fixed order, Shiftmax in int64 on
-values that fit int32 (the kernel's). The steps are split as jit/ivit.py runs them.
+Runs on any device with torch ops. Integer products are exact (|Q.K^T| < 2**24, |P.V| < 2**24); scores are
+scaled, biased and requantized in float32 in a fixed order, Shiftmax on values that fit int32 (the
+kernel's), its row sum in int64. The steps are split as jit/ivit.py runs them.
 """
 from __future__ import annotations
 
@@ -38,13 +38,15 @@ def shiftmax_from_x0(x: torch.Tensor, x0: torch.Tensor, output_bits: int = DEFAU
     n = IVIT_SHIFTMAX_N
     x = x - x.amax(dim=-1, keepdim=True)
     x = x + (x >> 1) - (x >> 4)  # >> is floor division by 2 and 16
-    x = torch.maximum(x, n * x0)
+    # from here every value fits int32, as in the kernel (and int32 runs faster on a CPU)
+    x0 = x0.to(torch.int32)
+    x = torch.maximum(x, n * x0.long()).to(torch.int32)
     q = torch.div(x, x0, rounding_mode="floor")  # 0 <= q <= n
     r = x - x0 * q  # in (x0, 0]
-    # floor((r / 2 - x0) * 2**(n - q)), exactly, on integers
+    # floor((r / 2 - x0) * 2**(n - q)), exactly, on integers; below 2**31 since x0 >= IVIT_X0_MIN
     e = torch.clamp(((r - 2 * x0) << (n - q)) >> 1, min=0)
-    f = torch.div((1 << 31) - 1, e.sum(dim=-1, keepdim=True), rounding_mode="floor")
-    return (e * f) >> (32 - output_bits)
+    f = torch.div((1 << 31) - 1, e.sum(dim=-1, keepdim=True, dtype=torch.int64), rounding_mode="floor")
+    return ((e * f.to(torch.int32)) >> (32 - output_bits)).long()  # e <= sum e, so e f < 2**31
 
 
 def shiftmax(x: torch.Tensor, scale: torch.Tensor, output_bits: int = DEFAULT_OUTPUT_BITS) -> torch.Tensor:
@@ -93,18 +95,21 @@ def ivit_reference(
     check_output_bits(output_bits)
     z, h, n, d = q.shape
     col = (-1, 1, 1, 1)
-    qi = quantize_int8(q, scales.inv_q).double()
-    ki = quantize_int8(k, scales.inv_k).double()
-    vi = quantize_int8(v, scales.inv_v).double()
+    # integer products as float matmuls: every partial sum is an integer below 2**24, so float32 is exact on
+    # the CPU; float64 on CUDA, where a TF32 setting would round float32 products
+    exact = torch.float64 if q.is_cuda else torch.float32
+    qi = quantize_int8(q, scales.inv_q).to(exact)
+    ki = quantize_int8(k, scales.inv_k).to(exact)
+    vi = quantize_int8(v, scales.inv_v).to(exact)
     scores = (qi @ ki.transpose(-1, -2)).float() * score_constant(scales, d).view(col)
     if bias is not None:
         scores = scores + bias.float().unsqueeze(0)
     if mask is not None:
         scores = scores + window_mask_per_z(mask, z).float()
     inv_score = score_inverse_scale(scores.abs().amax(dim=(1, 2, 3)), scales.granularity, group)
-    scores8 = requantize_scores(scores, inv_score.view(col))
+    scores8 = requantize_scores(scores, inv_score.view(col)).to(torch.int32)
     probs = shiftmax_from_x0(scores8, doubling_units(inv_score).view(col), output_bits)
-    out = (probs.double() @ vi).float() * output_multiplier(scales, output_bits).view(col)
+    out = (probs.to(exact) @ vi).float() * output_multiplier(scales, output_bits).view(col)
     return out.to(q.dtype)
 
 

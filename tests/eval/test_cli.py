@@ -84,7 +84,8 @@ def test_results_csv_name_writes_every_output_beside_it(tmp_path, weights, folde
     assert predictions[0]["top5_fp32"].split()[0] == predictions[0]["top1_fp32"]
     per_class = report["per_class"]
     assert sum(c["count"] for c in per_class.values()) == 12 and "fp32" in per_class["0"]["agreement"]
-    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "r.md").is_file()
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| fp32 |" in (tmp_path / "r.md").read_text() and "| 72.21 (n/c) |" in (tmp_path / "r.md").read_text()
 
 
 @pytest.mark.parametrize("case", ["exists", "folder", "parent is a file", "unwritable", "suffix"])
