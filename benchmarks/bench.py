@@ -284,27 +284,31 @@ def model_table(rows: list[dict]) -> str:
 
 
 def chart(rows: list[dict], path: pathlib.Path) -> None:
+    """Per batch: time and (where measured) energy per call, as multiples of the fastest SDPA backend's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     batches = sorted({r["batch"] for r in rows})
+    metrics = [("graph_ratio_vs_sdpa", "time")] + (
+        [("energy_vs_sdpa", "energy")] if any(r.get("energy_vs_sdpa") for r in rows) else [])
     variants = ["qflash_kernel_int8", "qflash_op", "ivit_op", "sage_op", "paper_kernel_int8"]
-    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 4), sharey=True)
-    axes = axes if len(batches) > 1 else [axes]
-    for ax, b in zip(axes, batches):
-        names = sorted({r["workload"] for r in rows if r["batch"] == b})
-        for i, var in enumerate(variants):
-            vals = [next((r.get("ratio_vs_sdpa", float("nan")) for r in rows
-                          if r["batch"] == b and r["workload"] == w and r["variant"] == var), float("nan"))
-                    for w in names]
-            ax.bar([j + 0.16 * i for j in range(len(names))], vals, width=0.16, label=var)
-        ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_xticks([j + 0.3 for j in range(len(names))], names)
-        ax.set_yscale("log")
-        ax.set_title(f"batch {b}: time / fastest SDPA (lower is better)")
-    axes[0].legend(fontsize=7)
+    fig, axes = plt.subplots(len(metrics), len(batches), figsize=(4.5 * len(batches), 4 * len(metrics)),
+                             sharey="row", squeeze=False)
+    for row_axes, (key, label) in zip(axes, metrics):
+        for ax, b in zip(row_axes, batches):
+            names = sorted({r["workload"] for r in rows if r["batch"] == b})
+            for i, var in enumerate(variants):
+                vals = [next((r.get(key) or float("nan") for r in rows
+                              if r["batch"] == b and r["workload"] == w and r["variant"] == var), float("nan"))
+                        for w in names]
+                ax.bar([j + 0.16 * i for j in range(len(names))], vals, width=0.16, label=var)
+            ax.axhline(1.0, color="k", lw=0.8)
+            ax.set_xticks([j + 0.32 for j in range(len(names))], names)
+            ax.set_yscale("log")
+            ax.set_title(f"batch {b}: {label} / fastest SDPA (lower is better)", fontsize=9)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
