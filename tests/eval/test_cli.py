@@ -167,6 +167,24 @@ def test_paper_labels_and_timm_flags(tmp_path, weights, folder):
     assert (tmp_path / "t.csv").is_file()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "deit_tiny", "--pretrained", "--weights", "w.safetensors"], "give one of them"),
+    (["--all", "--model", "deit_tiny"], "give one of them"),
+])
+def test_conflicting_timm_flags_are_refused(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in errors_of(capsys)
+
+
+def test_all_means_the_papers_seven_models():
+    from qflash_eval.cli import resolve_args
+    from qflash_eval.config import expand_models
+
+    args = resolve_args(["--all", "--data", "x"])
+    assert expand_models(args.model) == ["vit_small", "vit_base", "deit_tiny", "deit_small", "deit_base",
+                                         "swin_tiny", "swin_small"]
+
+
 def test_unknown_model_gets_suggestions(capsys):
     assert main(["--model", "deit_tinny", "--data", "."]) == 2
     message = errors_of(capsys)
