@@ -82,6 +82,23 @@ def _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c, 
 
 
 @triton.jit
+def _normaliser(row_sum, BLOCK_M: tl.constexpr):
+    """f = floor((2**31 - 1) / row sum) as int32 (the sum is at least 1)."""
+    return (tl.full([BLOCK_M], INT31_MAX, dtype=tl.int64) // tl.maximum(row_sum, 1)).to(tl.int32)
+
+
+@triton.jit
+def _probabilities_times_v(e, f, keys, key_ok, v_head, offs_d, dim_ok, stride_vn, stride_vd,
+                           OUTPUT_BITS: tl.constexpr):
+    """p = (e f) >> (32 - bits) against int8 V as two int8 halves: (hi.V, lo'.V, sum V) of one key tile."""
+    p = (e * f[:, None]) >> (32 - OUTPUT_BITS)  # e <= row sum, so e f <= 2**31 - 1
+    vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                 mask=key_ok[:, None] & dim_ok[None, :], other=0)
+    return (tl.dot((p >> 8).to(tl.int8), vt, out_dtype=tl.int32),
+            tl.dot(((p & 255) - 128).to(tl.int8), vt, out_dtype=tl.int32), tl.sum(vt.to(tl.int32), axis=0))
+
+
+@triton.jit
 def ivit_score_stats_kernel(
     Q8, K8, BIAS, MASK, SCORE_C, AMAX, ROW_MAX,
     stride_qz, stride_qh, stride_qn, stride_qd,
@@ -126,7 +143,7 @@ def ivit_fwd_kernel(
     stride_mw, stride_mn, stride_mk,
     H, N, NUM_WINDOWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, OUTPUT_BITS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, OUTPUT_BITS: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
     # -- set-up: this program's rows, its head's pointers, its image's constants, the int8 row max --
     z = tl.program_id(0) // H
@@ -147,29 +164,38 @@ def ivit_fwd_kernel(
     x0_reciprocal = 1.0 / x0.to(tl.float32)
     row_max = _requantize(tl.load(ROW_MAX + tl.program_id(0) * N + offs_m, mask=row_ok, other=0.0), inv_score)
 
-    # -- pass 1: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
-    row_sum = tl.zeros([BLOCK_M], dtype=tl.int64)
-    for start in range(0, N, BLOCK_N):
-        e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c, inv_score,
+    if ONE_TILE:
+        # -- every key in one tile: e once, its row sum, then its probabilities times V --
+        e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, 0, score_c, inv_score,
                                           row_max, x0, x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk,
                                           stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N, HAS_BIAS, HAS_MASK)
-        row_sum += tl.sum(e.to(tl.int64), axis=1)
-    f = (tl.full([BLOCK_M], INT31_MAX, dtype=tl.int64) // tl.maximum(row_sum, 1)).to(tl.int32)
-
-    # -- pass 2: probabilities (e f) >> (32 - bits) times V, as two int8 halves --
-    acc_hi = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
-    acc_lo = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
-    v_sum = tl.zeros([BLOCK_D], dtype=tl.int32)
-    for start in range(0, N, BLOCK_N):
-        e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c, inv_score,
-                                          row_max, x0, x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk,
-                                          stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N, HAS_BIAS, HAS_MASK)
-        p = (e * f[:, None]) >> (32 - OUTPUT_BITS)  # e <= row sum, so e f <= 2**31 - 1
-        vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-                     mask=key_ok[:, None] & dim_ok[None, :], other=0)
-        acc_hi += tl.dot((p >> 8).to(tl.int8), vt, out_dtype=tl.int32)
-        acc_lo += tl.dot(((p & 255) - 128).to(tl.int8), vt, out_dtype=tl.int32)
-        v_sum += tl.sum(vt.to(tl.int32), axis=0)
+        f = _normaliser(tl.sum(e.to(tl.int64), axis=1), BLOCK_M)
+        acc_hi, acc_lo, v_sum = _probabilities_times_v(e, f, keys, key_ok, v_head, offs_d, dim_ok, stride_vn,
+                                                       stride_vd, OUTPUT_BITS)
+    else:
+        # -- pass 1: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
+        row_sum = tl.zeros([BLOCK_M], dtype=tl.int64)
+        for start in range(0, N, BLOCK_N):
+            e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c,
+                                              inv_score, row_max, x0, x0_reciprocal, N, stride_kn, stride_kd,
+                                              stride_bn, stride_bk, stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N,
+                                              HAS_BIAS, HAS_MASK)
+            row_sum += tl.sum(e.to(tl.int64), axis=1)
+        f = _normaliser(row_sum, BLOCK_M)
+        # -- pass 2: probabilities times V, the key tiles recomputed --
+        acc_hi = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
+        acc_lo = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
+        v_sum = tl.zeros([BLOCK_D], dtype=tl.int32)
+        for start in range(0, N, BLOCK_N):
+            e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c,
+                                              inv_score, row_max, x0, x0_reciprocal, N, stride_kn, stride_kd,
+                                              stride_bn, stride_bk, stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N,
+                                              HAS_BIAS, HAS_MASK)
+            hi, lo, vs = _probabilities_times_v(e, f, keys, key_ok, v_head, offs_d, dim_ok, stride_vn, stride_vd,
+                                                OUTPUT_BITS)
+            acc_hi += hi
+            acc_lo += lo
+            v_sum += vs
 
     # -- epilogue: the exact integer P.V (below 2**24) times s_v / 2**(bits - 1) in float32, then the dtype --
     acc = acc_hi * 256 + acc_lo + 128 * v_sum[None, :]
@@ -180,11 +206,19 @@ def ivit_fwd_kernel(
 
 # (query rows, keys per tile, warps) per program; the bits do not depend on them
 LAUNCH = (64, 32, 4)  # 4-5 % faster than (64, 64, 4) on A3 and A4 at 256 images (H200)
+ONE_TILE_MAX_N = 256  # up to here every key of a row fits one tile: e is computed once
 
 
-def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, group: int = 1, launch=LAUNCH):
+def default_launch(n: int) -> tuple[int, int, int]:
+    if n <= ONE_TILE_MAX_N:
+        keys = max(32, triton.next_power_of_2(n))
+        return (64 if keys <= 64 else 32), keys, 4
+    return LAUNCH
+
+
+def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, group: int = 1, launch=None):
     """Fused I-ViT attention of validated (Z, H, N, D) float tensors with their AttentionScales; returns a new
-    (Z, H, N, D) tensor in q's dtype. `launch`: (BLOCK_M, BLOCK_N, num_warps)."""
+    (Z, H, N, D) tensor in q's dtype. `launch`: (BLOCK_M, BLOCK_N, num_warps), default_launch(N) if None."""
     import torch
 
     from ..reference.ivit import doubling_units, output_multiplier, score_constant, score_inverse_scale
@@ -200,7 +234,7 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     b_strides = bias.stride() if bias is not None else (0, 0, 0)
     m_strides = mask.stride() if mask is not None else (0, 0, 0)
     windows = mask.shape[0] if mask is not None else 1
-    block_m, block_n, warps = launch
+    block_m, block_n, warps = launch or default_launch(n)
     blocks = triton.cdiv(n, block_m)
     geometry = dict(HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=block_m, BLOCK_N=block_n,
                     HAS_BIAS=bias is not None, HAS_MASK=mask is not None)
@@ -216,6 +250,6 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     ivit_fwd_kernel[(z * h, blocks)](
         q8, k8, v8, out, b, mk, score_c, inv_score, x0, output_multiplier(scales, output_bits).contiguous(), row_max,
         *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, h, n, windows,
-        **geometry, OUTPUT_BITS=output_bits, num_warps=warps, enable_fp_fusion=False,
+        **geometry, OUTPUT_BITS=output_bits, ONE_TILE=block_n >= n, num_warps=warps, enable_fp_fusion=False,
     )
     return out

@@ -66,11 +66,11 @@ def test_non_finite_input_gives_nan_for_its_image_only(rng, device):
     assert torch.equal(out[[0, 2]], ref[[0, 2]])
 
 
-@pytest.mark.parametrize("launch", [(32, 32, 4), (128, 64, 8)])
+@pytest.mark.parametrize("launch", [(32, 32, 4), (128, 64, 8), (64, 32, 4)])  # default_launch: one 256-key tile
 def test_launch_shape_does_not_change_the_bits(rng, device, launch):
     from qflash_kernels import compute_scales
-    from qflash_kernels.jit.ivit import LAUNCH, launch_ivit
+    from qflash_kernels.jit.ivit import launch_ivit
 
     q, k, v = random_qkv(rng, 1, 2, 150, 64, device=device)
     scales = compute_scales(q, k, v)
-    assert torch.equal(launch_ivit(q, k, v, scales, launch=launch), launch_ivit(q, k, v, scales, launch=LAUNCH))
+    assert torch.equal(launch_ivit(q, k, v, scales, launch=launch), launch_ivit(q, k, v, scales))
