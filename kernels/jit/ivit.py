@@ -1,6 +1,6 @@
 """ivit fused in Triton, bit-exact with reference/ivit.py (the specification); scores never reach memory.
 
-Two kernels over int8 Q/K/V (quantized once by torch ops, as the reference quantizes):
+Two kernels over int8 Q/K/V (quantized once by jit/quantize.py, the reference's bits):
 1. `ivit_score_stats_kernel`: per (z, h, query block), max|score| over its rows and every key, and each
    row's max score; torch folds the first into the per-image score scale (no host sync). Requantization
    is monotone, so the row max of the int8 scores is the requantized row max.
@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from .helpers import round_clamped, to_output_dtype
+from .helpers import round_clamped, to_operand_order, to_output_dtype
 
 QMAX = tl.constexpr(float(c.QMAX))
 SHIFT_N = tl.constexpr(c.IVIT_SHIFTMAX_N)
@@ -88,14 +88,17 @@ def _normaliser(row_sum, BLOCK_M: tl.constexpr):
 
 
 @triton.jit
-def _probabilities_times_v(e, f, keys, key_ok, v_head, offs_d, dim_ok, stride_vn, stride_vd,
-                           OUTPUT_BITS: tl.constexpr):
-    """p = (e f) >> (32 - bits) against int8 V as two int8 halves: (hi.V, lo'.V, sum V) of one key tile."""
+def _probabilities_times_v(e, f, positions, v_head, offs_d, dim_ok, stride_vn, stride_vd, V_ROWS,
+                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, OUTPUT_BITS: tl.constexpr):
+    """p = (e f) >> (32 - bits) against int8 V as two int8 halves: (hi.V, lo'.V, sum V) of one key tile.
+    V is quantize_qkv's: the key at each position in the P.V operand's order, so p is relabelled to match
+    (helpers.to_operand_order) and the sum over keys is unchanged; positions past the keys hold 0."""
     p = (e * f[:, None]) >> (32 - OUTPUT_BITS)  # e <= row sum, so e f <= 2**31 - 1
-    vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-                 mask=key_ok[:, None] & dim_ok[None, :], other=0)
-    return (tl.dot((p >> 8).to(tl.int8), vt, out_dtype=tl.int32),
-            tl.dot(((p & 255) - 128).to(tl.int8), vt, out_dtype=tl.int32), tl.sum(vt.to(tl.int32), axis=0))
+    vt = tl.load(v_head + positions[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                 mask=(positions < V_ROWS)[:, None] & dim_ok[None, :], other=0)
+    hi = to_operand_order((p >> 8).to(tl.int8), BLOCK_M, BLOCK_N)
+    lo = to_operand_order(((p & 255) - 128).to(tl.int8), BLOCK_M, BLOCK_N)
+    return (tl.dot(hi, vt, out_dtype=tl.int32), tl.dot(lo, vt, out_dtype=tl.int32), tl.sum(vt.to(tl.int32), axis=0))
 
 
 @triton.jit
@@ -141,7 +144,7 @@ def ivit_fwd_kernel(
     stride_oz, stride_oh, stride_on, stride_od,
     stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    H, N, NUM_WINDOWS,
+    H, N, NUM_WINDOWS, V_ROWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, OUTPUT_BITS: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
@@ -170,8 +173,8 @@ def ivit_fwd_kernel(
                                           row_max, x0, x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk,
                                           stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N, HAS_BIAS, HAS_MASK)
         f = _normaliser(tl.sum(e.to(tl.int64), axis=1), BLOCK_M)
-        acc_hi, acc_lo, v_sum = _probabilities_times_v(e, f, keys, key_ok, v_head, offs_d, dim_ok, stride_vn,
-                                                       stride_vd, OUTPUT_BITS)
+        acc_hi, acc_lo, v_sum = _probabilities_times_v(e, f, keys, v_head, offs_d, dim_ok, stride_vn, stride_vd,
+                                                       V_ROWS, BLOCK_M, BLOCK_N, OUTPUT_BITS)
     else:
         # -- pass 1: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
         row_sum = tl.zeros([BLOCK_M], dtype=tl.int64)
@@ -191,8 +194,8 @@ def ivit_fwd_kernel(
                                               inv_score, row_max, x0, x0_reciprocal, N, stride_kn, stride_kd,
                                               stride_bn, stride_bk, stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N,
                                               HAS_BIAS, HAS_MASK)
-            hi, lo, vs = _probabilities_times_v(e, f, keys, key_ok, v_head, offs_d, dim_ok, stride_vn, stride_vd,
-                                                OUTPUT_BITS)
+            hi, lo, vs = _probabilities_times_v(e, f, keys, v_head, offs_d, dim_ok, stride_vn, stride_vd, V_ROWS,
+                                                BLOCK_M, BLOCK_N, OUTPUT_BITS)
             acc_hi += hi
             acc_lo += lo
             v_sum += vs
@@ -222,11 +225,10 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     import torch
 
     from ..reference.ivit import doubling_units, output_multiplier, score_constant, score_inverse_scale
-    from ..scales import quantize_int8
+    from .quantize import quantize_qkv
 
     z, h, n, d = q.shape
-    q8, k8, v8 = (quantize_int8(t, inv).to(torch.int8) for t, inv in ((q, scales.inv_q), (k, scales.inv_k),
-                                                                       (v, scales.inv_v)))
+    q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)  # one launch; the reference's quantize_int8 bits
     score_c = score_constant(scales, d).contiguous()
     dummy = score_c  # never read when the flag is off
     b = bias if bias is not None else dummy
@@ -249,7 +251,7 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     ivit_fwd_kernel[(z * h, blocks)](
         q8, k8, v8, out, b, mk, score_c, inv_score, x0, output_multiplier(scales, output_bits).contiguous(), row_max,
-        *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, h, n, windows,
+        *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, h, n, windows, v_rows,
         **geometry, OUTPUT_BITS=output_bits, ONE_TILE=block_n >= n, num_warps=warps, enable_fp_fusion=False,
     )
     return out
