@@ -31,10 +31,11 @@ class ResultPaths:
     chart: pathlib.Path
 
     @classmethod
-    def beside(cls, stem_path: pathlib.Path) -> "ResultPaths":
-        base = stem_path.with_suffix("")
-        return cls(base.with_suffix(".json"), base.with_suffix(".csv"), base.with_suffix(".md"),
-                   base.with_name(base.name + ".predictions.csv"), base.with_suffix(".png"))
+    def beside(cls, path: pathlib.Path) -> "ResultPaths":
+        """The outputs named as `path` without its .json / .csv suffix (other dots, as in timm names, stay)."""
+        stem = path.name[: -len(path.suffix)] if path.suffix.lower() in RESULT_SUFFIXES else path.name
+        named = lambda ending: path.with_name(stem + ending)  # noqa: E731
+        return cls(named(".json"), named(".csv"), named(".md"), named(".predictions.csv"), named(".png"))
 
     def all(self) -> list[pathlib.Path]:
         return [self.json, self.csv, self.markdown, self.predictions, self.chart]
@@ -44,8 +45,8 @@ def result_paths(results: str, results_format: Optional[str] = None) -> ResultPa
     """--results / --results-file: NAME.json or NAME.csv (or NAME with --results-format); every output
     goes beside it under the same name."""
     path = pathlib.Path(results).expanduser()
-    if path.suffix == "" and results_format:
-        path = path.with_suffix("." + results_format)
+    if path.suffix.lower() not in RESULT_SUFFIXES and results_format:
+        path = path.with_name(f"{path.name}.{results_format}")
     if path.suffix.lower() not in RESULT_SUFFIXES:
         raise ValueError(f"results file {path} must end in .json or .csv (the other outputs are written beside it)")
     return ResultPaths.beside(path)

@@ -88,6 +88,15 @@ def test_results_csv_name_writes_every_output_beside_it(tmp_path, weights, folde
     assert "| fp32 |" in (tmp_path / "r.md").read_text() and "| 72.21 (n/c) |" in (tmp_path / "r.md").read_text()
 
 
+def test_result_names_keep_every_dot_but_the_suffix():
+    from qflash_eval.outputs import result_paths
+
+    paths = result_paths("results/vit_base_patch16_224.augreg2_in21k_ft_in1k-20261201.csv")
+    stem = "results/vit_base_patch16_224.augreg2_in21k_ft_in1k-20261201"
+    assert [str(p) for p in paths.all()] == [stem + e for e in (".json", ".csv", ".md", ".predictions.csv", ".png")]
+    assert str(result_paths("r.v2", "json").json) == "r.v2.json"
+
+
 @pytest.mark.parametrize("case", ["exists", "folder", "parent is a file", "unwritable", "suffix"])
 def test_results_path_is_checked_before_the_evaluation(tmp_path, weights, folder, case, capsys, monkeypatch):
     import qflash_eval.run as run_module
