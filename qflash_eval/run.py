@@ -45,8 +45,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more (got {args.workers})")
-    if args.num_samples is not None and args.num_samples < 1:
-        raise ValueError(f"--num-samples must be at least 1 (got {args.num_samples})")
     if args.granularity == "static" and args.calibration_images < 1:
         raise ValueError(f"--granularity static needs --calibration-images >= 1 (got {args.calibration_images})")
     if not 2 <= args.ivit_bits <= 16:
@@ -58,7 +56,7 @@ def default_workers(processes: int) -> int:
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores // max(processes, 1) - 1)) if cores // max(processes, 1) > 1 else 0
+    return max(0, min(8, cores // max(processes, 1) - 1))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,9 +4,9 @@ Two kernels over int8 Q/K/V (quantized once by jit/quantize.py, the reference's 
 1. `ivit_score_stats_kernel`: per (z, h, query block), max|score| over its rows and every key, and each
    row's max score; torch folds the first into the per-image score scale (no host sync). Requantization
    is monotone, so the row max of the int8 scores is the requantized row max.
-2. `ivit_fwd_kernel`: a program takes BLOCK_M query rows of one (z, h) and passes over the keys twice,
-   recomputing the int8 Q.K^T tile (cheaper than storing N x N scores): Shiftmax's row sum, then the
-   probabilities times V. Probabilities of up to 16 bits meet int8 V as two int8 halves:
+2. `ivit_fwd_kernel`: a program takes BLOCK_M query rows of one (z, h). For N <= 256 every key sits in one
+   tile: e once, its row sum, then the probabilities times V. Longer rows pass over the key tiles twice,
+   recomputing the int8 Q.K^T tile (cheaper than storing N x N scores). Probabilities of up to 16 bits meet int8 V as two int8 halves:
    p = 256 hi + (lo' + 128), so P.V = 256 (hi.V) + lo'.V + 128 sum(V).
 Scores are scaled, biased and requantized in float32 in the reference's order (no FMA); Shiftmax runs in
 int32 (x0 >= -(2**15 - 1) keeps e below 2**31, and e f <= 2**31 - 1), its row sum in int64.
@@ -208,7 +208,7 @@ def ivit_fwd_kernel(
 
 
 # (query rows, keys per tile, warps) per program; the bits do not depend on them
-LAUNCH = (64, 32, 4)  # 4-5 % faster than (64, 64, 4) on A3 and A4 at 256 images (H200)
+LAUNCH = (64, 32, 4)  # rows past 256 keys; 4-5 % faster than (64, 64, 4) in the multi-tile kernel (H200)
 ONE_TILE_MAX_N = 256  # up to here every key of a row fits one tile: e is computed once
 
 
