@@ -77,6 +77,28 @@ def to_output_dtype(x, dtype: tl.constexpr):
 
 
 @triton.jit
+def program_rows(H, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """(z, h, query rows, head-dim offsets) of a program in the (Z * H, query blocks) grid."""
+    z = tl.program_id(0) // H
+    h = tl.program_id(0) % H
+    return z, h, tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M), tl.arange(0, BLOCK_D)
+
+
+@triton.jit
+def load_rows(head, offs_m, offs_d, N, stride_n, stride_d, HEAD_DIM: tl.constexpr):
+    """Rows offs_m of one head's (N, D) matrix, 0 past N and past HEAD_DIM."""
+    return tl.load(head + offs_m[:, None] * stride_n + offs_d[None, :] * stride_d,
+                   mask=(offs_m < N)[:, None] & (offs_d < HEAD_DIM)[None, :], other=0)
+
+
+@triton.jit
+def store_rows(head, x, offs_m, offs_d, N, stride_n, stride_d, HEAD_DIM: tl.constexpr):
+    """float32 x into rows offs_m (< N) of one head's (N, D) output, in the output's dtype."""
+    tl.store(head + offs_m[:, None] * stride_n + offs_d[None, :] * stride_d, to_output_dtype(x, head.dtype.element_ty),
+             mask=(offs_m < N)[:, None] & (offs_d < HEAD_DIM)[None, :])
+
+
+@triton.jit
 def load_bias_mask(bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn, stride_mk,
                    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
     """bias + mask of one (rows, keys) tile in float32, read by index. Rows and keys past N read row / key

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from .helpers import round_clamped, to_operand_order, to_output_dtype
+from .helpers import load_rows, program_rows, round_clamped, store_rows, to_operand_order
 
 QMAX = tl.constexpr(float(c.QMAX))
 SHIFT_N = tl.constexpr(c.IVIT_SHIFTMAX_N)
@@ -112,13 +112,9 @@ def ivit_score_stats_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
 ):
-    z = tl.program_id(0) // H
-    h = tl.program_id(0) % H
-    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
+    z, h, offs_m, offs_d = program_rows(H, BLOCK_M, BLOCK_D)
     row_ok = offs_m < N
-    q8 = tl.load(Q8 + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-                 mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0)
+    q8 = load_rows(Q8 + z * stride_qz + h * stride_qh, offs_m, offs_d, N, stride_qn, stride_qd, HEAD_DIM)
     score_c = tl.load(SCORE_C + z)
     best = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     top = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -149,14 +145,10 @@ def ivit_fwd_kernel(
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, OUTPUT_BITS: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
     # -- set-up: this program's rows, its head's pointers, its image's constants, the int8 row max --
-    z = tl.program_id(0) // H
-    h = tl.program_id(0) % H
-    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
+    z, h, offs_m, offs_d = program_rows(H, BLOCK_M, BLOCK_D)
     row_ok = offs_m < N
     dim_ok = offs_d < HEAD_DIM
-    q8 = tl.load(Q8 + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-                 mask=row_ok[:, None] & dim_ok[None, :], other=0)
+    q8 = load_rows(Q8 + z * stride_qz + h * stride_qh, offs_m, offs_d, N, stride_qn, stride_qd, HEAD_DIM)
     k_head = K8 + z * stride_kz + h * stride_kh
     v_head = V8 + z * stride_vz + h * stride_vh
     bias_head = BIAS + h * stride_bh
@@ -203,8 +195,7 @@ def ivit_fwd_kernel(
     # -- epilogue: the exact integer P.V (below 2**24) times s_v / 2**(bits - 1) in float32, then the dtype --
     acc = acc_hi * 256 + acc_lo + 128 * v_sum[None, :]
     out = acc.to(tl.float32) * tl.load(OUT_MULT + z)
-    o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
-    tl.store(o_ptrs, to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+    store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 
 
 # (query rows, keys per tile, warps) per program; the bits do not depend on them

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from .helpers import load_bias_mask, round_clamped, to_output_dtype
+from .helpers import load_bias_mask, load_rows, program_rows, round_clamped, store_rows, to_output_dtype
 
 PAPER_SHIFT = tl.constexpr(c.PAPER_SHIFT)
 RELEASE_SHIFT = tl.constexpr(c.PAPER_RELEASE_SHIFT)
@@ -121,14 +121,8 @@ def qflash_paper_fwd_kernel(
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, DTYPE: tl.constexpr,
 ):
     # -- set-up: this program's rows, its head's pointers, its image's constants; Q quantized on load --
-    z = tl.program_id(0) // H
-    h = tl.program_id(0) % H
-    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    row_ok = offs_m < N
-    dim_ok = offs_d < HEAD_DIM
-    q = tl.load(Q + z * stride_qz + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-                mask=row_ok[:, None] & dim_ok[None, :], other=0)
+    z, h, offs_m, offs_d = program_rows(H, BLOCK_M, BLOCK_D)
+    q = load_rows(Q + z * stride_qz + h * stride_qh, offs_m, offs_d, N, stride_qn, stride_qd, HEAD_DIM)
     q = _quantize(q, tl.load(S_Q + z), DTYPE)
     m_i = tl.full([BLOCK_M], NEG_INF, dtype=tl.int32)
     l_i = tl.full([BLOCK_M], 1, dtype=tl.int32)
@@ -145,8 +139,7 @@ def qflash_paper_fwd_kernel(
     quotient = tl.math.div_rn(acc.to(tl.float32), tl.maximum(l_i, 1).to(tl.float32)[:, None])
     o8 = tl.minimum(tl.maximum(quotient, QUOTIENT_MIN), QUOTIENT_MAX).to(tl.int32).to(tl.int8)
     out = o8.to(tl.float32) * tl.load(OUT_SCALE + z)
-    o_ptrs = O + z * stride_oz + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
-    tl.store(o_ptrs, to_output_dtype(out, O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+    store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 
 
 def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
