@@ -1,15 +1,17 @@
 """Same-process A/B of the qflash kernel and op against another copy of qflash_kernels (CUDA graph medians).
 
-python -m benchmarks.ab --old qflash_kernels_old [--batches 64 256] [--rounds 3]
+python -m benchmarks.ab --old qflash_kernels_old [--batches 64 256] [--rounds 3] [--single-tile-stages S]
 `--old` names an importable package holding an earlier kernels/ folder (for example `git archive REV kernels`
 unpacked as qflash_kernels_old on PYTHONPATH). Rounds alternate new and old so that drift hits both; the
 table gives the median over rounds of each graph median, the ratio new / old, and fastest SDPA for scale.
-Outputs of new and old are compared too (they must be identical).
+Outputs of new and old are compared too (they must be identical). `--single-tile-stages` tries another
+software-pipelining depth for the new kernel's rows of one key tile (N <= 64).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import statistics
 
 import torch
@@ -22,12 +24,12 @@ from .bench import SDPA_BACKENDS, graph_median_ms, sdpa_fn, swin_bias_mask
 
 def kernel_and_op(pkg, q, k, v, bias_mask):
     """(int8 kernel call, op call, op-with-bias-and-mask call or None) of package `pkg` on these inputs."""
-    qflash_jit = importlib.import_module(pkg.__name__ + ".jit.qflash") if pkg is new else None
+    redesigned = importlib.util.find_spec(pkg.__name__ + ".jit") is not None
     scales = pkg.compute_scales(q, k, v)
-    if qflash_jit is not None:
-        from qflash_kernels.jit.quantize import quantize_qkv
-
-        q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)
+    if redesigned:  # kernels/jit/ layout
+        qflash_jit = importlib.import_module(pkg.__name__ + ".jit.qflash")
+        quantize_jit = importlib.import_module(pkg.__name__ + ".jit.quantize")
+        q8, k8, v8, v_rows = quantize_jit.quantize_qkv(q, k, v, scales)
         out = torch.empty_like(q).transpose(1, 2).contiguous().transpose(1, 2)
 
         def kernel():
@@ -59,7 +61,14 @@ def main(argv=None) -> None:
     p.add_argument("--workloads", nargs="+", default=["A1", "A3", "A4"])
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--single-tile-stages", type=int, default=None)
     args = p.parse_args(argv)
+    if args.single_tile_stages is not None:
+        import triton
+
+        from qflash_kernels.jit import qflash as qflash_jit
+
+        qflash_jit.FIXED_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=args.single_tile_stages)
     old = importlib.import_module(args.old)
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}")
     print("| workload | batch | variant | fastest SDPA ms | new ms | old ms | new / old | identical |")

@@ -28,10 +28,7 @@ BIAS_INT_LIMIT = float(1 << 22)
 OUT_FRAC_BITS = 8  # acc / l keeps 8 fractional bits before the final float scale
 
 # --- qflash: the online softmax ---
-KEY_TILE = 64  # keys per online-softmax step past WHOLE_ROW_MAX_N: part of the arithmetic, not a tuning knob
-# up to this N (every ViT, DeiT and Swin shape) a query row meets all its keys in one tile: the row max is
-# exact and nothing is rescaled
-WHOLE_ROW_MAX_N = 256
+KEY_TILE = 64  # keys per online-softmax step: part of the arithmetic, not a tuning knob
 EXP_ONE_BITS = 15  # the exponential's fraction and alpha are at scale 2**15
 P_BITS = 14  # probabilities for P.V at scale 2**14, at most 2**14 - 1 (two int8 halves of 7 bits)
 P_MAX = (1 << P_BITS) - 1
@@ -68,8 +65,3 @@ PAPER_P_MAX = 127  # its probabilities are int8 at scale 1/127
 def head_constants(head_dim: int) -> tuple[float, float]:
     """(log2(e) * 2**EXP_SHIFT / sqrt(D), sqrt(D)) as float64: qflash's only head-dim dependent constants."""
     return math.log2(math.e) * 2.0**EXP_SHIFT / math.sqrt(head_dim), math.sqrt(head_dim)
-
-
-def key_tile(n: int) -> int:
-    """Keys per online-softmax step for rows of n keys: all n up to WHOLE_ROW_MAX_N, else KEY_TILE."""
-    return n if n <= WHOLE_ROW_MAX_N else KEY_TILE

@@ -126,46 +126,34 @@ def _attend_kv_tiles(
     inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, SCALES_FROM_X: tl.constexpr, V_OPERAND_ORDER: tl.constexpr,
-    EXACT_MAX: tl.constexpr,
 ):
-    """One query block over all N keys, BLOCK_N keys per step. EXACT_MAX (rows of several tiles, N <= 256): a
-    first pass takes the exact row max, so the second needs no rescale; else the integer online softmax."""
+    """The integer online softmax of one query block over all N keys, KEY_TILE keys per step."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     dim_ok = offs_d < HEAD_DIM
     neg_mul_top = 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
-    if EXACT_MAX:
-        # -- pass 1: the row max over every key (a second int8 dot per tile costs less than a rescale) --
-        for start in range(0, N, BLOCK_N):
-            s = _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, stride_kd, stride_bn,
-                            stride_bk, stride_mn, stride_mk, inv_k, inv_c, N, HEAD_DIM, BLOCK_D, ROWS, BLOCK_N,
-                            HAS_BIAS, HAS_MASK, SCALES_FROM_X)
-            m_i = tl.maximum(m_i, tl.max(s, axis=1))
     for start in range(0, N, BLOCK_N):
         s = _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, stride_kd, stride_bn,
                         stride_bk, stride_mn, stride_mk, inv_k, inv_c, N, HEAD_DIM, BLOCK_D, ROWS, BLOCK_N,
                         HAS_BIAS, HAS_MASK, SCALES_FROM_X)
-        # -- 14-bit probabilities relative to the (running) max; online: rescale from the second tile on --
-        if EXACT_MAX:
-            p = _probabilities(m_i[:, None] - s, exp_mul, neg_mul_top, exp_dlim)
-        else:
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            p = _probabilities(m_new[:, None] - s, exp_mul, neg_mul_top, exp_dlim)
-            if start > 0:  # l and acc are still 0 in the first tile (Swin has only one)
-                d_max = tl.minimum(m_new - m_i, exp_dlim)
-                frac_a, whole_a = _exp2_split(d_max, exp_mul, neg_mul_top)
-                alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
-                l_i = _rescale(l_i, alpha)
-                acc = _rescale(acc, alpha[:, None])
-            m_i = m_new
+
+        # -- 14-bit probabilities relative to the running max; rescale from the second tile on --
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        p = _probabilities(m_new[:, None] - s, exp_mul, neg_mul_top, exp_dlim)
+        if start > 0:  # l and acc are still 0 in the first tile (Swin has only one)
+            d_max = tl.minimum(m_new - m_i, exp_dlim)
+            frac_a, whole_a = _exp2_split(d_max, exp_mul, neg_mul_top)
+            alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
+            l_i = _rescale(l_i, alpha)
+            acc = _rescale(acc, alpha[:, None])
 
         # -- P.V --
-        keys = start + offs_n
-        v_rows = keys if V_OPERAND_ORDER else start + key_of_position(offs_n)
+        v_rows = start + offs_n if V_OPERAND_ORDER else start + key_of_position(offs_n)
         v_ptrs = v_head + v_rows[:, None] * stride_vn + offs_d[None, :] * stride_vd
         v = quantize(tl.load(v_ptrs, mask=(v_rows < N_V)[:, None] & dim_ok[None, :], other=0), inv_v, SCALES_FROM_X)
         acc += _probabilities_times_v(p, v, ROWS, BLOCK_N).to(acc.dtype)
         l_i += tl.sum(p, axis=1)
+        m_i = m_new
     return acc, l_i
 
 
@@ -177,7 +165,7 @@ def _attend_query_block(
     inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr, EXACT_MAX: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr,
 ):
     """Rows row_start .. row_start + ROWS - 1 of one head: load Q, run the K/V loop, normalize, store."""
     offs_m = row_start + tl.arange(0, ROWS)
@@ -190,7 +178,7 @@ def _attend_query_block(
         q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
         stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
         inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_V,
-        HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, SCALES_FROM_X, V_OPERAND_ORDER, EXACT_MAX,
+        HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, SCALES_FROM_X, V_OPERAND_ORDER,
     )
     _store_normalized(o_head, acc, l_i, offs_m, offs_d, out_scale, N, stride_on, stride_od, HEAD_DIM)
 
@@ -246,7 +234,7 @@ def qflash_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr, EXACT_MAX: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr,
 ):
     # -- set-up: this program's head, its pointers and its image's integer constants --
     z = tl.program_id(0) // H
@@ -266,10 +254,10 @@ def qflash_fwd_kernel(
     if TAIL_M > 0:
         if N - row_start <= TAIL_M:
             _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, TAIL_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                                SCALES_FROM_X, V_OPERAND_ORDER, EXACT_MAX)
+                                SCALES_FROM_X, V_OPERAND_ORDER)
             return
     _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                        SCALES_FROM_X, V_OPERAND_ORDER, EXACT_MAX)
+                        SCALES_FROM_X, V_OPERAND_ORDER)
 
 
 def tail_rows(n: int) -> int:
@@ -283,16 +271,6 @@ def tail_rows(n: int) -> int:
     return 16 if tail <= 16 else 32 if tail <= 32 else 0
 
 
-def key_block(n: int) -> int:
-    """BLOCK_N of rows of n keys: constants.key_tile(n) rounded up to a power of two, at least KEY_TILE."""
-    return KEY_TILE if n > c.WHOLE_ROW_MAX_N else max(KEY_TILE, triton.next_power_of_2(n))
-
-
-def exact_max(n: int) -> bool:
-    """Whether rows of n keys take the exact row max in a pass of its own: whole-row rows of several tiles."""
-    return KEY_TILE < n <= c.WHOLE_ROW_MAX_N
-
-
 def _bias_mask_args(bias, mask, dummy):
     """(bias, mask, bias strides, mask strides, windows) as kernel arguments; dummy stands in for an absent one."""
     return (bias if bias is not None else dummy, mask if mask is not None else dummy,
@@ -301,7 +279,7 @@ def _bias_mask_args(bias, mask, dummy):
 
 
 def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=False, v_rows=None,
-                  scales_from_inputs=False, whole_row_tile=False):
+                  scales_from_inputs=False):
     """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place and returned.
 
     v_operand_order: v is quantize.quantize_qkv's V, each 16 keys stored in the P.V operand's order
@@ -331,106 +309,9 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=Fa
         scales.out_scale, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
         h, n, v_rows, windows,
-        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=key_block(n) if whole_row_tile else KEY_TILE, TAIL_M=tail_rows(n),
+        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
         HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
-        SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order,
-        EXACT_MAX=exact_max(n) and not whole_row_tile, **launch_options,
+        SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order, **launch_options,
     )
     return out
 
-
-@triton.jit
-def _attend_resident_rows(
-    row_start, q_head, o_head, kt, v, keys, key_ok, bias_head, mask_window,
-    stride_qn, stride_qd, stride_on, stride_od, stride_bn, stride_bk, stride_mn, stride_mk,
-    inv_q, exp_mul, neg_mul_top, exp_dlim, inv_c, out_scale, N,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, KEYS: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-):
-    """Rows row_start .. row_start + ROWS - 1 against the head's int8 K^T and V held on chip: every key in
-    one tile, so the row max is exact and nothing is rescaled."""
-    offs_m = row_start + tl.arange(0, ROWS)
-    offs_d = tl.arange(0, BLOCK_D)
-    q = quantize(load_rows(q_head, offs_m, offs_d, N, stride_qn, stride_qd, HEAD_DIM), inv_q, SCALES_FROM_X)
-    s = _add_bias_mask(tl.dot(q, kt, out_dtype=tl.int32), bias_head, mask_window, offs_m, keys, N,
-                       stride_bn, stride_bk, stride_mn, stride_mk, inv_c, ROWS, KEYS, HAS_BIAS, HAS_MASK)
-    s = tl.where(key_ok[None, :], s, NEG_SCORE)
-    p = _probabilities(tl.max(s, axis=1)[:, None] - s, exp_mul, neg_mul_top, exp_dlim)
-    acc = _probabilities_times_v(p, v, ROWS, KEYS)
-    _store_normalized(o_head, acc, tl.sum(p, axis=1), offs_m, offs_d, out_scale, N, stride_on, stride_od, HEAD_DIM)
-
-
-@triton.jit
-def qflash_resident_fwd_kernel(
-    Q, K, V, O,
-    INV_Q, INV_K, INV_V, EXP_MUL, EXP_DLIM, INV_C, OUT_SCALE,
-    BIAS, MASK,
-    stride_qz, stride_qh, stride_qn, stride_qd,
-    stride_kz, stride_kh, stride_kn, stride_kd,
-    stride_vz, stride_vh, stride_vn, stride_vd,
-    stride_oz, stride_oh, stride_on, stride_od,
-    stride_bh, stride_bn, stride_bk,
-    stride_mw, stride_mn, stride_mk,
-    H, N, NUM_WINDOWS, BLOCKS_PER_PROGRAM,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, KEYS: tl.constexpr,
-    TAIL_M: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-):
-    # -- set-up: the head's K and V read and quantized once (V's rows in the P.V operand's key order) --
-    z = tl.program_id(0) // H
-    h = tl.program_id(0) % H
-    keys = tl.arange(0, KEYS)
-    key_ok = keys < N
-    offs_d = tl.arange(0, BLOCK_D)
-    dim_ok = offs_d < HEAD_DIM
-    k_ptrs = K + z * stride_kz + h * stride_kh + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
-    kt = quantize(tl.load(k_ptrs, mask=dim_ok[:, None] & key_ok[None, :], other=0), tl.load(INV_K + z), SCALES_FROM_X)
-    v_rows = key_of_position(keys)
-    v_ptrs = V + z * stride_vz + h * stride_vh + v_rows[:, None] * stride_vn + offs_d[None, :] * stride_vd
-    v = quantize(tl.load(v_ptrs, mask=(v_rows < N)[:, None] & dim_ok[None, :], other=0), tl.load(INV_V + z),
-                 SCALES_FROM_X)
-    exp_mul = tl.load(EXP_MUL + z)
-    args = (
-        Q + z * stride_qz + h * stride_qh, O + z * stride_oz + h * stride_oh, kt, v, keys, key_ok,
-        BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
-        stride_qn, stride_qd, stride_on, stride_od, stride_bn, stride_bk, stride_mn, stride_mk,
-        tl.load(INV_Q + z), exp_mul, 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True),
-        tl.load(EXP_DLIM + z), tl.load(INV_C + z), tl.load(OUT_SCALE + z), N,
-    )
-    # -- this program's query blocks: BLOCK_M rows each, the head's last <= TAIL_M rows in a block of their own --
-    first = tl.program_id(1) * BLOCKS_PER_PROGRAM
-    full_blocks = N // BLOCK_M if TAIL_M > 0 else tl.cdiv(N, BLOCK_M)
-    for block in range(first, tl.minimum(first + BLOCKS_PER_PROGRAM, full_blocks)):
-        _attend_resident_rows(block * BLOCK_M, *args, HEAD_DIM, BLOCK_D, BLOCK_M, KEYS, HAS_BIAS, HAS_MASK,
-                              SCALES_FROM_X)
-    if TAIL_M > 0:
-        if (first <= full_blocks) & (full_blocks < first + BLOCKS_PER_PROGRAM):
-            _attend_resident_rows(full_blocks * BLOCK_M, *args, HEAD_DIM, BLOCK_D, TAIL_M, KEYS, HAS_BIAS, HAS_MASK,
-                                  SCALES_FROM_X)
-
-
-# (query rows, blocks per program, warps, stages) of the head-resident launch
-RESIDENT_LAUNCH = (64, 4, 4, 1)
-
-
-def launch_qflash_resident(q, k, v, out, scales, bias=None, mask=None, scales_from_inputs=False,
-                           launch=RESIDENT_LAUNCH):
-    """The head-resident kernel on validated (Z, H, N, D) float or int8 tensors, N <= WHOLE_ROW_MAX_N:
-    each program quantizes its head's K and V once and takes up to `blocks per program` query blocks."""
-    z, h, n, d = q.shape
-    if n > c.WHOLE_ROW_MAX_N:
-        raise ValueError(f"the head-resident kernel takes N <= {c.WHOLE_ROW_MAX_N}, got {n}")
-    block_m, blocks_per_program, warps, stages = launch
-    tail = tail_rows(n) if block_m == 64 else 0
-    blocks = n // block_m + 1 if tail else triton.cdiv(n, block_m)
-    b, mk, b_strides, m_strides, windows = _bias_mask_args(bias, mask, scales.inv_c)
-    qflash_resident_fwd_kernel[(z * h, triton.cdiv(blocks, blocks_per_program))](
-        q, k, v, out,
-        scales.inv_q, scales.inv_k, scales.inv_v, scales.exp_mul, scales.exp_dlim, scales.inv_c,
-        scales.out_scale, b, mk,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
-        h, n, windows, blocks_per_program,
-        HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=block_m, KEYS=key_block(n), TAIL_M=tail,
-        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, SCALES_FROM_X=scales_from_inputs,
-        num_warps=warps, num_stages=stages,
-    )
-    return out

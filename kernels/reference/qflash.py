@@ -4,8 +4,7 @@ This is the specification of the integer algorithm, the test oracle of the Trito
 and the CPU path of the evaluation. All arithmetic is on int64 tensors; matrix products run in float64,
 where every partial sum is an integer below 2**53 and therefore exact.
 
-Per query row, over key tiles of key_tile(N) keys (the whole row up to N = 256, so the row max is exact and
-alpha is never needed; 64 keys past it):
+Per query row, over key tiles of KEY_TILE keys:
   s      = Q_int . K_int + bias_int                      (integer score units)
   m_new  = max(m, rowmax(s))
   p      = 2**(-(m_new - s)) at scale 2**14             (14-bit probability relative to the row max)
@@ -24,8 +23,8 @@ from typing import Optional
 import torch
 
 from ..constants import (
-    EXP_ONE_BITS, EXP_POLY_A, EXP_POLY_B, EXP_SHIFT, FRAC_TOP_SHIFT, NEG_SCORE, OUT_FRAC_BITS, P_BITS, RECIP_BITS,
-    key_tile,
+    EXP_ONE_BITS, EXP_POLY_A, EXP_POLY_B, EXP_SHIFT, FRAC_TOP_SHIFT, KEY_TILE, NEG_SCORE, OUT_FRAC_BITS, P_BITS,
+    RECIP_BITS,
 )
 from ..scales import AttentionScales, bias_to_score_units, quantize_int8, window_mask_per_z
 
@@ -86,9 +85,8 @@ def qflash_reference(
     m = torch.full((z, h, n, 1), NEG_SCORE, dtype=torch.int64, device=q.device)
     l = torch.zeros((z, h, n, 1), dtype=torch.int64, device=q.device)
     acc = torch.zeros((z, h, n, d), dtype=torch.int64, device=q.device)
-    tile = key_tile(n)
-    for start in range(0, n, tile):
-        stop = min(start + tile, n)
+    for start in range(0, n, KEY_TILE):
+        stop = min(start + KEY_TILE, n)
         s = (qi @ ki[:, :, start:stop].transpose(-1, -2)).long()
         if bias_int is not None:
             s = s + bias_int[..., start:stop]
