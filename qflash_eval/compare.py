@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from .report import IMAGENET_VAL_IMAGES, _fmt, markdown_table, paper_cell
+from .report import IMAGENET_VAL_IMAGES, format_cell, markdown_table, paper_cell
 
 HEADER = ["run", "model", "mode", "Top-1 %", "Top-5 %", "dTop-1 vs fp16", "95% CI", "McNemar p", "agree w/ fp16 %",
           "images", "granularity", "dtype", "paper Top-1 %", "data"]
@@ -56,8 +56,8 @@ def rows_of(name: str, report: dict) -> list[list[str]]:
     for mode, r in report["results"].items():
         delta = "-" if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
         p = r.get("mcnemar_p")
-        rows.append([name, report.get("model", "?"), mode, _fmt(r.get("top1")), _fmt(r.get("top5")), delta,
-                     _fmt(r.get("delta_top1_ci95")), "-" if p is None else f"{p:.3g}", _fmt(r.get("agreement")),
+        rows.append([name, report.get("model", "?"), mode, format_cell(r.get("top1")), format_cell(r.get("top5")), delta,
+                     format_cell(r.get("delta_top1_ci95")), "-" if p is None else f"{p:.3g}", format_cell(r.get("agreement")),
                      str(r.get("count")), report.get("granularity", "?"), str(r.get("dtype", "?")),
                      paper_cell(report, mode), f"{report['data']['source']} ({report['data']['count']})"])
     return rows

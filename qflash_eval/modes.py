@@ -3,7 +3,8 @@
 Imports no torch at module level, so that `eval.py --help` starts at once.
 
 A mode is a name, a sentence for reports and --help, the dtype its model runs in, the attention it puts
-in place of timm's (None: timm's own SDPA), and the fields the report records about it.
+in place of timm's (None: timm's own SDPA), the fields the report records about it, and the paper's column
+(FP32 or QFlash) its Top-1 is shown beside.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ class Mode:
     attend: Optional[Callable] = None
     # (config, device) -> what the report records about this mode beyond the common fields
     report_fields: Callable = field(default=lambda config, device: {})
+    # the paper's Top-1 column ("fp32" or "qflash") shown beside this mode's, None: none
+    paper_column: Optional[str] = None
 
     @property
     def is_integer(self) -> bool:
@@ -86,7 +89,7 @@ def _kernel_fields(key_tile_name: str):
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("fp32", "float32 model, PyTorch SDPA", fixed_dtype="float32"),
+    Mode("fp32", "float32 model, PyTorch SDPA", fixed_dtype="float32", paper_column="fp32"),
     Mode("fp16", "float16 model, PyTorch SDPA (the reference every other mode is compared with)",
          fixed_dtype="float16"),
     Mode("ivit", "int8 Q/K/V, scores requantized to int8 per image, I-ViT Shiftmax, integer P.V (fused Triton "
@@ -94,10 +97,10 @@ MODES: dict[str, Mode] = {m.name: m for m in (
          attend=_ivit, report_fields=_ivit_fields),
     Mode("qflash_paper", "QFlash as published: int8 Q/K/V, linear integer exp2, 7-bit probabilities, "
          "32-key tiles (Triton kernel or its bit-exact reference)",
-         attend=_qflash_paper, report_fields=_kernel_fields("PAPER_KEY_TILE")),
+         attend=_qflash_paper, report_fields=_kernel_fields("PAPER_KEY_TILE"), paper_column="qflash"),
     Mode("qflash", "int8 Q/K/V, this project's integer online softmax: quadratic exp2, 14-bit probabilities "
          "(Triton kernel or its bit-exact reference)",
-         attend=_qflash, report_fields=_kernel_fields("KEY_TILE")),
+         attend=_qflash, report_fields=_kernel_fields("KEY_TILE"), paper_column="qflash"),
     Mode("int8qkv", "ablation: int8 Q/K/V with an exact float softmax", attend=_int8qkv),
 )}
 ALL_MODES = ("fp32", "fp16", "ivit", "qflash_paper", "qflash")  # what --mode all runs

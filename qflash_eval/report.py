@@ -96,7 +96,8 @@ def timing(images: int, wall: float, data_wait: float, first_batch: float, model
     }
 
 
-def _fmt(value, digits=2) -> str:
+def format_cell(value, digits=2) -> str:
+    """A table cell: '-' for None, a signed interval for a pair, `digits` decimals for a float."""
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -120,10 +121,10 @@ IMAGENET_VAL_IMAGES = 50000
 
 
 def paper_cell(report: dict, mode: str) -> str:
-    """The paper's Top-1 for this model and mode (fp32 -> its FP32 column, qflash* -> its QFlash column),
-    marked (n/c), not comparable, unless the whole validation set ran."""
+    """The paper's Top-1 for this model in the mode's paper column (modes.Mode.paper_column), marked (n/c),
+    not comparable, unless the whole validation set ran."""
     paper = report.get("paper_top1") or {}
-    key = "fp32" if mode == "fp32" else "qflash" if mode.startswith("qflash") else None
+    key = MODES[mode].paper_column if mode in MODES else None
     if key is None or paper.get(key) is None:
         return "-"
     comparable = report["data"]["count"] >= IMAGENET_VAL_IMAGES and report.get("complete", True)
@@ -134,9 +135,9 @@ def table_rows(report: dict) -> list[list[str]]:
     out = []
     for mode, r in report["results"].items():
         delta = None if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
-        out.append([mode, _fmt(r["top1"]), _fmt(r["top5"]), delta or "-", _fmt(r.get("delta_top1_ci95")),
-                    _discordant(r), _p_value(r), _fmt(r.get("agreement")), str(r["count"]),
-                    _fmt(r.get("images_per_s"), 1), paper_cell(report, mode)])
+        out.append([mode, format_cell(r["top1"]), format_cell(r["top5"]), delta or "-", format_cell(r.get("delta_top1_ci95")),
+                    _discordant(r), _p_value(r), format_cell(r.get("agreement")), str(r["count"]),
+                    format_cell(r.get("images_per_s"), 1), paper_cell(report, mode)])
     return out
 
 
