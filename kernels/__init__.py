@@ -3,8 +3,8 @@
 Variants (each `<name>_attention` here, its PyTorch specification `reference.<name>_reference`):
 qflash (this project's integer online softmax, one Triton kernel), qflash_paper (QFlash as published),
 ivit (I-ViT Shiftmax), int8qkv (int8 Q/K/V with a float softmax, an ablation).
-Layout: constants.py and scales.py (torch only), reference/ (the specifications), jit/ (Triton kernels,
-shared helpers in jit/helpers.py), api.py (checks and dispatch).
+Layout: constants.py, scales.py and heads.py (torch only), reference/ (the specifications), jit/ (Triton
+kernels, shared helpers in jit/helpers.py), api.py (checks and dispatch).
 """
 from .api import (
     BACKENDS, compute_scales, int8qkv_attention, ivit_attention, qflash_attention, qflash_attention_int8,

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from .constants import GRANULARITIES
+from .heads import attend_per_head
 from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
 from .reference.ivit import check_output_bits
 from .reference.qflash_paper import paper_scales, qflash_paper_reference
@@ -56,6 +57,9 @@ def compute_scales(q, k, v, granularity: str = "sample", group: int = 1,
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if granularity == "head":
+        raise ValueError("granularity 'head' has no per-z scales: the attention functions fold the heads into Z "
+                         "(qflash_kernels.heads) and use 'sample'")
     if q.is_cuda and granularity != "static":
         if group < 1 or q.shape[0] % group:
             raise ValueError(f"group={group} must divide the leading dimension Z={q.shape[0]}")
@@ -84,6 +88,7 @@ def qflash_attention(
     bias: (H, N, N) additive logits shared by every z (Swin's relative-position bias).
     mask: (W, N, N) additive mask, z uses mask[z % W] (Swin's shifted windows); Z must be a multiple of W.
     granularity: 'sample' (default; `group` consecutive z share a scale: Swin's windows of one image),
+        'head' (one scale per image and head: heads folded into Z, a copy of Q/K/V and the output),
         'batch' (one scale per tensor per call) or 'static' (static_scales = (s_q, s_k, s_v), floats or (Z,)).
     backend: 'triton' (one kernel, CUDA or the interpreter), 'reference' (bit-identical PyTorch), 'auto'.
     scales: precomputed AttentionScales (then granularity and static_scales are not read).
@@ -92,6 +97,8 @@ def qflash_attention(
     group holding inf or NaN gives NaN outputs for that group; in 'static' NaN quantizes to 0, inf saturates.
     """
     check_attention_inputs(q, k, v, bias, mask, group)
+    if granularity == "head" and scales is None:
+        return attend_per_head(qflash_attention, q, k, v, bias, mask, group, backend=backend)
     if resolve_backend(backend, q.device) == "reference":
         if scales is None:
             scales = compute_scales(q, k, v, granularity, group, static_scales)
@@ -175,12 +182,15 @@ def qflash_paper_attention(
 
     Shapes, strides, bias, mask, group and backends as qflash_attention; D in {16, 32, 64, 128}.
     granularity: 'batch' is what the paper ran (one scale per tensor per call, so an image's result depends
-    on its batch); 'sample' (default) one scale per image; 'static' static_scales = (s_q, s_k, s_v).
+    on its batch); 'sample' (default) one scale per image; 'head' per image and head; 'static' static_scales =
+    (s_q, s_k, s_v).
     Returns (Z, H, N, D) in q's dtype; a group holding inf or NaN gives NaN outputs for that group.
     """
     check_attention_inputs(q, k, v, bias, mask, group)
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if granularity == "head":
+        return attend_per_head(qflash_paper_attention, q, k, v, bias, mask, group, backend=backend)
     scales = paper_scales(q, k, v, granularity, group, static_scales)
     if resolve_backend(backend, q.device) == "reference":
         return qflash_paper_reference(q, k, v, scales, bias, mask)
@@ -203,6 +213,8 @@ def ivit_attention(
     """
     check_attention_inputs(q, k, v, bias, mask, group)
     check_output_bits(output_bits)
+    if granularity == "head":
+        return attend_per_head(ivit_attention, q, k, v, bias, mask, group, output_bits=output_bits, backend=backend)
     scales = compute_scales(q, k, v, granularity, group, static_scales)
     if resolve_backend(backend, q.device) == "reference":
         return ivit_reference(q, k, v, scales, bias, mask, output_bits, group)
@@ -216,5 +228,7 @@ def int8qkv_attention(
 ) -> torch.Tensor:
     """int8qkv (ablation): qflash's int8 Q/K/V with an exact float softmax; shapes as qflash_attention."""
     check_attention_inputs(q, k, v, bias, mask, group)
+    if granularity == "head":
+        return attend_per_head(int8qkv_attention, q, k, v, bias, mask, group)
     scales = compute_scales(q, k, v, granularity, group, static_scales)
     return int8qkv_reference(q, k, v, scales, bias, mask)

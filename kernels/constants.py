@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import struct
 
-GRANULARITIES = ("sample", "batch", "static")
+# int8 scales per image and tensor (default), per image, tensor and head (heads.py), per call, or calibrated
+GRANULARITIES = ("sample", "head", "batch", "static")
 
 # --- int8 quantization (qflash, ivit, int8qkv) ---
 QMAX = 127  # symmetric int8: values are clamped to [-127, 127]

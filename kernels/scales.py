@@ -86,6 +86,9 @@ def torch_scales(
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if granularity == "head":
+        raise ValueError("granularity 'head' has no per-z scales: the attention functions fold the heads into Z "
+                         "(qflash_kernels.heads) and use 'sample'")
     z, _, _, d = q.shape
     if group < 1 or z % group:
         raise ValueError(f"group={group} must divide the leading dimension Z={z}")

@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--workers", type=int,
                    help="decode workers per process (default: the cores per process less one, at most 8; 0 = "
                    "decode in the main process)")
-    p.add_argument("--granularity", choices=["sample", "batch", "static"],
-                   help="int8 scale granularity for integer modes (default sample: per image and tensor; batch: "
-                   "one scale per batch of --batch-size images, as the paper ran)")
+    p.add_argument("--granularity", choices=["sample", "head", "batch", "static"],
+                   help="int8 scale granularity for integer modes (default sample: per image and tensor; head: per "
+                   "image, tensor and head; batch: one scale per batch of --batch-size images, as the paper ran)")
     p.add_argument("--calibration-images", type=int, default=None,
                    help="static granularity: images of the source used to calibrate the scales (default 64)")
     p.add_argument("--ivit-bits", type=int, help="I-ViT Shiftmax output bits (default 16; I-ViT's Swin uses 8)")
