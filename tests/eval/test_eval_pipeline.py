@@ -104,6 +104,24 @@ def test_sample_granularity_adds_no_batch_dependence():
     assert torch.equal(alone.argmax(1), batched.argmax(1))
 
 
+@pytest.mark.parametrize("make", [tiny_vit, tiny_swin])
+def test_head_granularity_through_the_swap(make):
+    # one scale per image and head: batch-invariant like 'sample', and a different result from it
+    torch.manual_seed(0)
+    size = 112 if make is tiny_swin else 64
+    x = torch.randn(3, 3, size, size)
+    models = {g: make() for g in ("sample", "head")}
+    models["head"].load_state_dict(models["sample"].state_dict())
+    for g, model in models.items():
+        swap_attention(model, AttentionConfig("qflash", granularity=g, backend="reference"))
+    with torch.inference_mode():
+        head, sample = models["head"](x), models["sample"](x)
+        alone = models["head"](x[1:2])
+    assert torch.isfinite(head).all() and not torch.equal(head, sample)
+    assert cosine(head, sample) > 0.99
+    assert torch.equal(alone.argmax(1), head[1:2].argmax(1))
+
+
 def test_batch_granularity_does_depend_on_the_batch():
     torch.manual_seed(0)
     x = torch.randn(4, 3, 64, 64)
