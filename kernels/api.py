@@ -16,7 +16,7 @@ from .heads import attend_per_head
 from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
 from .reference.ivit import check_output_bits
 from .reference.qflash_paper import paper_scales, qflash_paper_reference
-from .scales import AttentionScales, scales_from_amax, static_amax, torch_scales
+from .scales import AttentionScales, check_scale_granularity, scales_from_amax, static_amax, torch_scales
 from .validation import check_attention_inputs
 
 BACKENDS = ("auto", "triton", "reference")
@@ -55,11 +55,7 @@ def compute_scales(q, k, v, granularity: str = "sample", group: int = 1,
     windows do), 'batch' (one per tensor over the whole call), 'static' (static_scales = (s_q, s_k, s_v)).
     On CUDA two Triton launches (jit/amax.py) compute the same bits as the torch path.
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    if granularity == "head":
-        raise ValueError("granularity 'head' has no per-z scales: the attention functions fold the heads into Z "
-                         "(qflash_kernels.heads) and use 'sample'")
+    check_scale_granularity(granularity)
     if q.is_cuda and granularity != "static":
         if group < 1 or q.shape[0] % group:
             raise ValueError(f"group={group} must divide the leading dimension Z={q.shape[0]}")

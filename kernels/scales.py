@@ -68,6 +68,15 @@ def static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def check_scale_granularity(granularity: str) -> None:
+    """A granularity that has per-z scales: every one but 'head' (heads.py folds heads into Z for it)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if granularity == "head":
+        raise ValueError("granularity 'head' has no per-z scales: the attention functions fold the heads into Z "
+                         "(qflash_kernels.heads) and use 'sample'")
+
+
 def torch_scales(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -84,11 +93,7 @@ def torch_scales(
     A tensor that is all zero gets amax 1 (its int8 values are all 0 anyway); a group holding inf or
     NaN gets inverse scale 0 and a NaN output scale, so its outputs are NaN.
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    if granularity == "head":
-        raise ValueError("granularity 'head' has no per-z scales: the attention functions fold the heads into Z "
-                         "(qflash_kernels.heads) and use 'sample'")
+    check_scale_granularity(granularity)
     z, _, _, d = q.shape
     if group < 1 or z % group:
         raise ValueError(f"group={group} must divide the leading dimension Z={z}")

@@ -56,8 +56,9 @@ def rows_of(name: str, report: dict) -> list[list[str]]:
     for mode, r in report["results"].items():
         delta = "-" if r.get("delta_top1") is None else f"{r['delta_top1']:+.2f}"
         p = r.get("mcnemar_p")
-        rows.append([name, report.get("model", "?"), mode, format_cell(r.get("top1")), format_cell(r.get("top5")), delta,
-                     format_cell(r.get("delta_top1_ci95")), "-" if p is None else f"{p:.3g}", format_cell(r.get("agreement")),
+        rows.append([name, report.get("model", "?"), mode, format_cell(r.get("top1")), format_cell(r.get("top5")),
+                     delta, format_cell(r.get("delta_top1_ci95")), "-" if p is None else f"{p:.3g}",
+                     format_cell(r.get("agreement")),
                      str(r.get("count")), report.get("granularity", "?"), str(r.get("dtype", "?")),
                      paper_cell(report, mode), f"{report['data']['source']} ({report['data']['count']})"])
     return rows
