@@ -5,7 +5,7 @@ python -m benchmarks.ab --old qflash_kernels_old [--batches 64 256] [--rounds 3]
 unpacked as qflash_kernels_old on PYTHONPATH). Rounds alternate new and old so that drift hits both; the
 table gives the median over rounds of each graph median, the ratio new / old, and fastest SDPA for scale.
 Outputs of new and old are compared too (they must be identical). `--single-tile-stages` tries another
-software-pipelining depth for the new kernel's rows of one key tile (N <= 64).
+software-pipelining depth for the new kernel's rows of one key tile (N <= 64), with and without bias / mask.
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def main(argv=None) -> None:
 
         from qflash_kernels.jit import qflash as qflash_jit
 
-        qflash_jit.FIXED_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=args.single_tile_stages)
+        config = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=args.single_tile_stages)
+        qflash_jit.FIXED_CONFIG = qflash_jit.FIXED_CONFIG_BIASED_TILE = config  # with and without bias / mask
     old = importlib.import_module(args.old)
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}")
     print("| workload | batch | variant | fastest SDPA ms | new ms | old ms | new / old | identical |")
