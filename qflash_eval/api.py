@@ -1,7 +1,6 @@
 """The Python API: evaluate a timm model (or any model with timm attention blocks) in several modes."""
 from __future__ import annotations
 
-import argparse
 from typing import Optional, Sequence
 
 from torch import nn
@@ -19,20 +18,19 @@ def evaluate_model(model: nn.Module, data: str, modes: Sequence[str] = ("fp16", 
     results: also write the JSON, CSV, Markdown, chart and predictions as `results` (a .json path).
     The report is what eval.py writes: report["results"][mode]["top1"], ["agreement"], ...
     """
-    from .cli import DEFAULTS
     from .models import LoadedModel
     from .run import run_one
+    from .run_config import RunConfig
 
-    args = argparse.Namespace(**{**DEFAULTS, **dict(
+    config = RunConfig(
         model=getattr(model, "default_cfg", {}).get("architecture", type(model).__name__), mode=",".join(modes),
         data=data, num_samples=num_samples, batch_size=batch_size, granularity=granularity, dtype=dtype,
         qflash_backend=backend, device=device, workers=workers, skip_unreadable=skip_unreadable, results=results,
-        no_progress=not progress, no_fp16_reference=False, weights=None, weights_dir=None, use_ema=False,
-        resume=None, overwrite=False, results_format=None, cuda_graphs=False)})
+        no_progress=not progress)
     pretrained = getattr(model, "pretrained_cfg", {}) or {}
-    timm_name = pretrained.get("architecture", args.model) + (f".{pretrained['tag']}" if pretrained.get("tag") else "")
+    timm_name = pretrained.get("architecture", config.model) + (f".{pretrained['tag']}" if pretrained.get("tag") else "")
     loaded = LoadedModel(model, timm_name, None, "in-memory model", None)
-    code, report = run_one(args, loaded=loaded, write=results is not None)
+    code, report = run_one(config, loaded=loaded, write=results is not None)
     if report is None:
         raise RuntimeError(f"the evaluation ended with exit code {code} and no report")
     return report

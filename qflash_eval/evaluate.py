@@ -8,6 +8,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from .outcome import ImageOutcome
+
 
 @dataclass
 class ModeModel:
@@ -48,14 +50,14 @@ class PerImage:
     def batch_sizes(self) -> list[int]:
         return [int(b[0].numel()) for b in self.batches]
 
-    def rows(self) -> list[tuple]:
-        """(index, label, [top1 per mode], [label in top 5, per mode], [[top 5 classes] per mode], name)."""
+    def rows(self) -> list[ImageOutcome]:
+        """One outcome per image this process evaluated, in the order evaluated."""
         out = []
         for index, label, top5, names in self.batches:
             hit5 = (top5 == label[:, None, None]).any(dim=2)
             for i in range(index.numel()):
-                out.append((int(index[i]), int(label[i]), top5[i, :, 0].tolist(), hit5[i].tolist(),
-                            top5[i].tolist(), names[i]))
+                out.append(ImageOutcome(int(index[i]), int(label[i]), top5[i, :, 0].tolist(), hit5[i].tolist(),
+                                        top5[i].tolist(), names[i]))
         return out
 
 

@@ -6,10 +6,12 @@ from typing import Optional
 
 import torch
 
+from .outcome import ImageOutcome
+
 
 @dataclass
 class Gathered:
-    rows: list  # (index, label, [top1 per mode], [hit5 per mode]) of every image of every process
+    rows: list[ImageOutcome]  # every image of every process
     model_seconds: list  # per mode, the slowest process's
     warmup_seconds: list  # per mode, the slowest process's
     wall: float
@@ -46,9 +48,9 @@ def gather_outcome(accelerator, outcome, interrupted: bool, device) -> Gathered:
                     dict(sorted(counts.items())), sorted(unusable), stopped)
 
 
-def check_complete(rows: list, expected: Optional[int], ended_early: bool, unusable: int = 0) -> None:
+def check_complete(rows: list[ImageOutcome], expected: Optional[int], ended_early: bool, unusable: int = 0) -> None:
     """Every image exactly once, and all of them (less the skipped ones) unless the run ended early."""
-    indices = [r[0] for r in rows]
+    indices = [r.index for r in rows]
     if len(set(indices)) != len(indices):
         raise RuntimeError("an image was evaluated twice across processes: data sharding is broken")
     if not ended_early and expected is not None and len(rows) + unusable != expected:

@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
+from .outcome import ImageOutcome
+
 RESULT_SUFFIXES = (".json", ".csv")
 
 # one row per (model, mode); numbers as numbers, readable straight into pandas
@@ -128,20 +130,20 @@ def csv_text(rows: list[dict]) -> str:
 PREDICTION_COLUMNS = ("index", "name", "label")
 
 
-def predictions_text(modes: list[str], rows: list[tuple]) -> str:
+def predictions_text(modes: list[str], rows: list[ImageOutcome]) -> str:
     """One row per image: index, file name (or parquet file#row), label, and per mode the top-1 class,
     the top-5 classes (space-separated) and whether the label is among them."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(list(PREDICTION_COLUMNS) + [f"top1_{m}" for m in modes] + [f"top5_{m}" for m in modes]
                + [f"top5_hit_{m}" for m in modes])
-    for index, label, top1, hit5, top5, name in sorted(rows):
-        w.writerow([index, name, label] + list(top1) + [" ".join(map(str, t)) for t in top5]
-                   + [int(h) for h in hit5])
+    for r in sorted(rows):
+        w.writerow([r.index, r.name, r.label] + list(r.top1) + [" ".join(map(str, t)) for t in r.top5]
+                   + [int(h) for h in r.hit5])
     return buf.getvalue()
 
 
-def read_predictions(path: pathlib.Path, modes: list[str]) -> list[tuple]:
+def read_predictions(path: pathlib.Path, modes: list[str]) -> list[ImageOutcome]:
     """The rows predictions_text wrote, for --resume."""
     rows = []
     with open(path, newline="") as f:
@@ -151,12 +153,12 @@ def read_predictions(path: pathlib.Path, modes: list[str]) -> list[tuple]:
             raise ValueError(f"{path} lacks the columns {sorted(needed - set(reader.fieldnames or []))}")
         for line in reader:
             top5 = [[int(c) for c in line[f"top5_{m}"].split()] for m in modes]
-            rows.append((int(line["index"]), int(line["label"]), [int(line[f"top1_{m}"]) for m in modes],
-                         [bool(int(line[f"top5_hit_{m}"])) for m in modes], top5, line["name"]))
+            rows.append(ImageOutcome(int(line["index"]), int(line["label"]), [int(line[f"top1_{m}"]) for m in modes],
+                                     [bool(int(line[f"top5_hit_{m}"])) for m in modes], top5, line["name"]))
     return rows
 
 
-def write_outputs(report: dict, paths: ResultPaths, prediction_rows: list[tuple]) -> list[pathlib.Path]:
+def write_outputs(report: dict, paths: ResultPaths, prediction_rows: list[ImageOutcome]) -> list[pathlib.Path]:
     from .charts import accuracy_chart
     from .report import markdown
 

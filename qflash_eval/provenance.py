@@ -10,7 +10,7 @@ from typing import Optional
 
 PACKAGES = ("torch", "triton", "timm", "datasets", "accelerate", "safetensors", "numpy", "pillow")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SOURCE_GLOBS = ("kernels/**/*.py", "qflash_eval/*.py", "eval.py", "configs/*.toml")
+SOURCE_GLOBS = ("kernels/**/*.py", "qflash_eval/**/*.py", "eval.py", "configs/*.toml")
 
 
 def package_versions() -> dict:

@@ -1,79 +1,76 @@
 """The report of one run: assembly from the run's pieces, the timing breakdown, and its Markdown text."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import pathlib
 import sys
-from typing import Optional
 
 from .modes import MODES
+from .prepared import PreparedRun
 from .provenance import provenance
+from .run_config import RunConfig
 from .stats import per_class, summarize
 
-SCHEMA_VERSION = 3
-
-# the settings that decide a run's numbers: --resume takes them from the run it continues
-RESULT_SETTINGS = ("model", "weights", "data", "split", "num_samples", "mode", "no_fp16_reference", "granularity",
-                   "calibration_images", "ivit_bits", "dtype", "qflash_backend", "batch_size", "use_ema")
+SCHEMA_VERSION = 4  # 4: settings hold every RunConfig field
 
 
-def build_report(args, loaded, source, mode_models, gathered, device, device_label, world, calibration, data_config,
-                 stop_signal=None, resumed=None) -> dict:
+def build_report(run: PreparedRun, gathered, device_label: str, data_config: dict, stop_signal=None) -> dict:
     """The results JSON: per-mode accuracy and statistics, and everything that produced them."""
-    modes = [m.mode for m in mode_models]
+    config, loaded, source = run.config, run.loaded, run.source
     rows = gathered.rows
-    results = summarize(modes, rows, gathered.model_seconds)
-    for m in mode_models:
+    results = summarize(run.modes, rows, gathered.model_seconds)
+    for m in run.mode_models:
         entry = results[m.mode]
         mode = MODES[m.mode]
         entry["dtype"] = str(m.dtype).replace("torch.", "")
         entry["attention"] = mode.description
         entry["attention_modules_replaced"] = m.replaced
-        entry.update(mode.report_fields(m.config, device))
+        entry.update(mode.report_fields(m.config, run.device))
         entry["cuda_graphs"] = m.graphed.describe() if m.graphed is not None else None
     alias = loaded.alias
-    expected = source.size
     complete = not gathered.interrupted and not gathered.stopped
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": args.model,
+        "model": config.model,
         "timm_name": loaded.timm_name,
         "model_info": {"param_count": loaded.param_count},
         "weights": loaded.weights,
         "weights_sha256": loaded.weights_sha256,
         "paper_top1": {"fp32": alias.paper_fp32_top1, "qflash": alias.paper_qflash_top1} if alias else None,
-        "data": {"source": source.describe(), "count": len(rows), "expected": expected,
-                 "source_size": source.source_size, "requested": args.num_samples, "selection": source.selection,
+        "data": {"source": source.describe(), "count": len(rows), "expected": source.size,
+                 "source_size": source.source_size, "requested": config.num_samples, "selection": source.selection,
                  "transform": data_config},
-        "granularity": args.granularity,
-        "calibration": calibration,
-        "batch_size": args.batch_size,
+        "granularity": config.granularity,
+        "calibration": run.calibration,
+        "batch_size": config.batch_size,
         "batch_sizes_run": {str(k): v for k, v in gathered.batch_sizes.items()},
-        "workers": args.workers,
-        "cuda_graphs": bool(args.cuda_graphs),
+        "workers": run.workers,
+        "cuda_graphs": config.cuda_graphs,
         "complete": complete,
         "interrupted": gathered.interrupted,
         "interrupted_by": stop_signal if gathered.interrupted else None,
         "stopped": gathered.stopped or None,
         "unusable": [{"index": i, "name": name, "reason": reason} for i, name, reason in gathered.unusable],
-        "skip_unreadable": bool(args.skip_unreadable),
-        "resumed_from": resumed,
-        "settings": settings_of(args, loaded),
+        "skip_unreadable": config.skip_unreadable,
+        "resumed_from": run.prior.describe() if run.prior is not None else None,
+        "settings": settings_of(config, loaded),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "eval.py " + " ".join(sys.argv[1:]),
-        "provenance": provenance(device_label, world),
+        "provenance": provenance(device_label, run.accelerator.num_processes),
         "results": results,
-        "per_class": per_class(modes, rows),
+        "per_class": per_class(run.modes, rows),
     }
 
 
-def settings_of(args, loaded) -> dict:
-    """The run's result-deciding settings, local paths made absolute so that --resume works from anywhere."""
-    import pathlib
-
-    settings = {k: getattr(args, k, None) for k in RESULT_SETTINGS}
+def settings_of(config: RunConfig, loaded) -> dict:
+    """Every setting of the run (asdict of its RunConfig), local paths made absolute so that --resume works
+    from anywhere, and the weights as loaded (None for the hub's)."""
+    settings = dataclasses.asdict(config)
     settings["weights"] = None if loaded.weights.startswith("hub:") else loaded.weights
-    if settings["data"] and pathlib.Path(settings["data"]).expanduser().exists():
-        settings["data"] = str(pathlib.Path(settings["data"]).expanduser().resolve())
+    for key in ("data", "weights_dir", "results", "resume"):
+        if settings[key] and pathlib.Path(settings[key]).expanduser().exists():
+            settings[key] = str(pathlib.Path(settings[key]).expanduser().resolve())
     return settings
 
 

@@ -11,6 +11,7 @@ import math
 from typing import Optional
 
 from .modes import REFERENCE_MODE
+from .outcome import ImageOutcome
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -53,17 +54,17 @@ def mcnemar_exact_p(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict:
+def summarize(modes: list[str], rows: list[ImageOutcome], seconds: list[float]) -> dict:
     """Per mode: Top-1/Top-5, and against fp16 the agreement, the discordant pairs, McNemar's p and the
-    interval of the Top-1 difference. rows: (index, label, [top1 per mode], [hit5 per mode]), each image once."""
+    interval of the Top-1 difference. rows: each image once."""
     n = len(rows)
     ref = modes.index(REFERENCE_MODE) if REFERENCE_MODE in modes else None
     results = {}
     for j, mode in enumerate(modes):
-        correct = [r[2][j] == r[1] for r in rows]
+        correct = [r.correct(j) for r in rows]
         entry = {
             "top1": _pct(sum(correct), n),
-            "top5": _pct(sum(bool(r[3][j]) for r in rows), n),
+            "top5": _pct(sum(bool(r.hit5[j]) for r in rows), n),
             "count": n,
             "correct_top1": sum(correct),
             "images_per_s": round(n / seconds[j], 2) if seconds[j] > 0 else None,
@@ -72,12 +73,12 @@ def summarize(modes: list[str], rows: list[tuple], seconds: list[float]) -> dict
             "discordant": None, "mcnemar_p": None,
         }
         if ref is not None and n:
-            ref_correct = [r[2][ref] == r[1] for r in rows]
+            ref_correct = [r.correct(ref) for r in rows]
             b = sum(m and not f for m, f in zip(correct, ref_correct))
             c = sum(f and not m for m, f in zip(correct, ref_correct))
             a = sum(m and f for m, f in zip(correct, ref_correct))
             lo, hi = newcombe_paired_interval(a, b, c, n - a - b - c)
-            entry["agreement"] = _pct(sum(r[2][j] == r[2][ref] for r in rows), n)
+            entry["agreement"] = _pct(sum(r.agrees(j, ref) for r in rows), n)
             entry["delta_top1"] = round(100.0 * (b - c) / n, 3)
             entry["delta_top1_ci95"] = [round(100 * lo, 3), round(100 * hi, 3)]
             entry["discordant"] = {"only_mode_right": b, "only_fp16_right": c}
@@ -90,19 +91,19 @@ def _pct(k: int, n: int) -> Optional[float]:
     return round(100.0 * k / n, 3) if n else None
 
 
-def per_class(modes: list[str], rows: list[tuple]) -> dict:
+def per_class(modes: list[str], rows: list[ImageOutcome]) -> dict:
     """Per ImageNet class present: images, Top-1 % per mode and agreement with fp16 % per mode."""
     ref = modes.index(REFERENCE_MODE) if REFERENCE_MODE in modes else None
-    groups: dict[int, list[tuple]] = {}
+    groups: dict[int, list[ImageOutcome]] = {}
     for r in rows:
-        groups.setdefault(r[1], []).append(r)
+        groups.setdefault(r.label, []).append(r)
     out = {}
     for label in sorted(groups):
         group = groups[label]
         n = len(group)
-        entry = {"count": n, "top1": {m: _pct(sum(r[2][j] == label for r in group), n) for j, m in enumerate(modes)}}
+        entry = {"count": n, "top1": {m: _pct(sum(r.correct(j) for r in group), n) for j, m in enumerate(modes)}}
         if ref is not None:
-            entry["agreement"] = {m: _pct(sum(r[2][j] == r[2][ref] for r in group), n)
+            entry["agreement"] = {m: _pct(sum(r.agrees(j, ref) for r in group), n)
                                   for j, m in enumerate(modes) if j != ref}
         out[str(label)] = entry
     return out

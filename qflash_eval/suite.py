@@ -1,9 +1,9 @@
-"""Several models in turn (`--model paper`, or a comma list): each model's results written as it finishes,
-models whose weights cannot be had reported and passed over, and one combined table, CSV and chart."""
+"""The models of a run: one (run.run_one), or several in turn (`--model paper`, or a comma list), each
+model's results written as it finishes, models whose weights cannot be had reported and passed over, and
+one combined table, CSV and chart."""
 from __future__ import annotations
 
-import argparse
-import copy
+import dataclasses
 import datetime as dt
 import json
 import pathlib
@@ -11,37 +11,47 @@ import sys
 
 from . import outputs
 from .compare import compare_reports
+from .config import expand_models, resolve_model_name
 from .data import DataError
 from .hub import HubUnavailableError
+from .models import RANDOM_WEIGHTS
 from .report import SCHEMA_VERSION
+from .run import run_one
+from .run_config import RunConfig
 
 
-def suite_folder(args: argparse.Namespace) -> pathlib.Path:
-    if args.results:
-        folder = pathlib.Path(args.results).expanduser()
+def evaluate_models(config: RunConfig) -> int:
+    """Evaluate config.model (with its results files), or several models in turn; returns the exit code."""
+    names = expand_models(config.model)
+    if len(names) > 1:
+        return run_suite(config, names)
+    _, alias = resolve_model_name(names[0])  # a paper label (DeiT-T) is reported by its alias
+    return run_one(dataclasses.replace(config, model=alias.alias if alias else names[0]))[0]
+
+
+def suite_folder(config: RunConfig) -> pathlib.Path:
+    if config.results:
+        folder = pathlib.Path(config.results).expanduser()
         if folder.suffix:
             raise ValueError(f"with several models --results names a folder (one file set per model), not {folder}")
         return folder
-    return pathlib.Path("results") / f"{args.model.replace(',', '+')}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    return pathlib.Path("results") / f"{config.model.replace(',', '+')}-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
 
-def run_suite(args: argparse.Namespace, names: list[str]) -> int:
-    from .run import run_one
-
-    if args.weights and args.weights != "random":
+def run_suite(config: RunConfig, names: list[str]) -> int:
+    if config.weights and config.weights != RANDOM_WEIGHTS:
         raise ValueError("--weights names one file but several models were asked for: pass --weights-dir "
                          "with files named by alias or timm name")
-    if args.resume:
+    if config.resume:
         raise ValueError("--resume continues one model's run: pass that model's results file")
-    folder = suite_folder(args)
+    folder = suite_folder(config)
     combined = outputs.ResultPaths.beside(folder / "combined.json")
     per_model = {name: outputs.ResultPaths.beside(folder / f"{name}.json") for name in names}
     for paths in [combined, *per_model.values()]:
-        outputs.check_writable(paths, args.overwrite)
+        outputs.check_writable(paths, config.overwrite)
     reports, unavailable, code = {}, {}, 0
     for i, name in enumerate(names):
-        one = copy.copy(args)
-        one.model, one.results = name, str(per_model[name].json)
+        one = dataclasses.replace(config, model=name, results=str(per_model[name].json))
         print(f"[{i + 1}/{len(names)}] {name}", file=sys.stderr)
         try:
             code, report = run_one(one, close_group=i == len(names) - 1)

@@ -186,11 +186,11 @@ def test_conflicting_timm_flags_are_refused(argv, message, capsys):
 
 
 def test_all_means_the_papers_seven_models():
-    from qflash_eval.cli import resolve_args
+    from qflash_eval.cli import config_from_args
     from qflash_eval.config import expand_models
 
-    args = resolve_args(["--all", "--data", "x"])
-    assert expand_models(args.model) == ["vit_small", "vit_base", "deit_tiny", "deit_small", "deit_base",
+    config = config_from_args(["--all", "--data", "x"])
+    assert expand_models(config.model) == ["vit_small", "vit_base", "deit_tiny", "deit_small", "deit_base",
                                          "swin_tiny", "swin_small"]
 
 

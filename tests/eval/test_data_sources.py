@@ -171,12 +171,12 @@ def test_num_samples_out_of_range_is_an_error(tmp_path, n, match):
 
 
 def test_a_slot_reads_only_the_parquet_files_of_its_batches(tmp_path, monkeypatch):
-    import qflash_eval.data as data
+    import qflash_eval.data.parquet as parquet
 
     source = open_source(str(write_parquet_shards(tmp_path, list(range(30)), shards=3)))  # 10 rows per file
     opened = []
-    real = data._parquet_stream
-    monkeypatch.setattr(data, "_parquet_stream", lambda f: opened.append(f.rsplit("/", 1)[-1]) or real(f))
+    real = parquet.parquet_stream
+    monkeypatch.setattr(parquet, "parquet_stream", lambda f: opened.append(f.rsplit("/", 1)[-1]) or real(f))
     wanted, keep = batch_slots(source.size, 5, 1, 3)  # 6 batches of 5: slot 1 takes batches 2 and 3
     assert keep is None and [r.index for r in source.records(wanted)] == list(range(10, 20))
     assert opened == ["val-00001.parquet"]
@@ -188,14 +188,15 @@ def test_a_slot_reads_only_the_parquet_files_of_its_batches(tmp_path, monkeypatc
 
 def test_stream_of_unknown_size_deals_batches_round_robin(tmp_path):
     # the hub path: a stream whose length is unknown, cut by --num-samples, batch k to slot k % slots
-    from qflash_eval.data import _parquet_stream, _records_from_arrow
+    from qflash_eval.data.arrow import records_from_arrow
+    from qflash_eval.data.parquet import parquet_stream
 
     write_parquet_shards(tmp_path, list(range(600)), shards=1)  # more rows than one Arrow batch
-    stream = _parquet_stream(str(tmp_path / "val-00000.parquet"))
+    stream = parquet_stream(str(tmp_path / "val-00000.parquet"))
     parts = []
     for s in range(3):
         _, keep = batch_slots(None, 4, s, 3)
-        parts.append([r.index for r in _records_from_arrow(stream, "hub", None, None, 0, 513, keep)])
+        parts.append([r.index for r in records_from_arrow(stream, "hub", None, None, 0, 513, keep)])
     assert parts[1][:5] == [4, 5, 6, 7, 16]
     assert sorted(sum(parts, [])) == list(range(513))
 

@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from qflash_eval.outcome import ImageOutcome
 from qflash_eval.stats import mcnemar_exact_p, newcombe_paired_interval, summarize, wilson_interval
 
 
@@ -39,7 +40,7 @@ def test_newcombe_interval_narrows_with_more_images():
 def test_summary_reports_discordant_pairs_and_p():
     # (index, label, [top1 fp16, top1 mode], [hit5 fp16, hit5 mode])
     rows = [(i, 1, [1, 1], [1, 1]) for i in range(6)] + [(6, 2, [2, 0], [1, 1]), (7, 3, [0, 3], [0, 1])]
-    rows += [(8, 4, [4, 0], [1, 0])]
+    rows = [ImageOutcome(*r, [], f"img{r[0]}") for r in rows + [(8, 4, [4, 0], [1, 0])]]
     res = summarize(["fp16", "qflash"], rows, [1.0, 1.0])["qflash"]
     assert res["discordant"] == {"only_mode_right": 1, "only_fp16_right": 2}
     assert res["mcnemar_p"] == pytest.approx(1.0)

@@ -1,0 +1,61 @@
+"""--data to a source: `hub:ID`, `parquet:PATH` (a file, a folder of them or a glob), `folder:PATH`, or the
+kind guessed from the string (a glob or .parquet file or a folder holding parquet: parquet; another folder:
+folder; a hub-like id that is no local path: hub)."""
+from __future__ import annotations
+
+import glob
+import pathlib
+import re
+from typing import Optional
+
+from .base import DataError, ImageSource, check_num_samples
+from .folder import FolderSource
+from .hub_stream import HubSource
+from .parquet import ParquetSource
+
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+PREFIXES = ("hub", "parquet", "folder")
+
+
+def open_source(data: str, split: str = "validation", limit: Optional[int] = None) -> ImageSource:
+    """The source --data names; `limit`: evaluate that many images, evenly spaced over it."""
+    check_num_samples(limit, None, data)
+    kind, _, rest = data.partition(":")
+    if kind in PREFIXES and rest:
+        return {"hub": lambda: HubSource(rest, split, limit), "parquet": lambda: _parquet(rest, limit, True),
+                "folder": lambda: _folder(rest, limit)}[kind]()
+    path = pathlib.Path(data).expanduser()
+    if any(ch in data for ch in "*?[") and glob.glob(data):
+        return ParquetSource(sorted(glob.glob(data)), data, limit)
+    if path.is_file():
+        if path.suffix != ".parquet":
+            raise DataError(f"{path} is a file but not .parquet; pass a folder of images or parquet files")
+        return ParquetSource([str(path)], str(path), limit)
+    if path.is_dir():
+        return _parquet(data, limit, False) or FolderSource(path, limit)
+    if data.startswith((".", "/", "~")) or not HUB_ID.match(data):
+        raise DataError(f"data path does not exist: {data}")
+    return HubSource(data, split, limit)
+
+
+def _parquet(location: str, limit: Optional[int], required: bool) -> Optional[ParquetSource]:
+    """The parquet files of a glob, a file or a folder; None (or, when required, an error) if there are none."""
+    path = pathlib.Path(location).expanduser()
+    if path.is_file():
+        files = [str(path)]
+    elif path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*.parquet"))
+    else:
+        files = sorted(glob.glob(location)) if any(ch in location for ch in "*?[") else []
+    if not files:
+        if required:
+            raise DataError(f"parquet:{location}: no parquet file there")
+        return None
+    return ParquetSource(files, str(path) if path.exists() else location, limit)
+
+
+def _folder(location: str, limit: Optional[int]) -> FolderSource:
+    path = pathlib.Path(location).expanduser()
+    if not path.is_dir():
+        raise DataError(f"folder:{location}: no such folder")
+    return FolderSource(path, limit)

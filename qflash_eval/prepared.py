@@ -1,0 +1,24 @@
+"""PreparedRun: what one model's run has set up before its loop (settings, data, the model in every mode),
+handed from run.prepare to the loop, the report and the outputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .run_config import RunConfig
+
+
+@dataclass
+class PreparedRun:
+    config: RunConfig
+    modes: list[str]
+    paths: Optional[Any]  # outputs.ResultPaths, None when nothing is written (the Python API)
+    accelerator: Any  # accelerate.Accelerator
+    device: Any  # torch.device
+    workers: int  # decode workers per process, resolved
+    source: Any  # data.ImageSource
+    prior: Optional[Any]  # resume.PriorRun
+    loaded: Any  # models.LoadedModel
+    data_config: dict  # timm's resolved eval data config
+    mode_models: list  # evaluate.ModeModel, one per mode
+    calibration: Optional[dict] = None  # static granularity: how the scales were calibrated
