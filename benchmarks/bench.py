@@ -20,7 +20,7 @@ import torch
 
 import qflash_kernels as qk
 from qflash_kernels import compute_scales
-from qflash_kernels.jit.qflash import launch_qflash
+from qflash_kernels.jit.qflash_launch import launch_qflash
 from qflash_kernels.jit.quantize import quantize_qkv
 
 from qflash_eval.provenance import provenance

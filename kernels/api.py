@@ -1,32 +1,24 @@
-"""The public entry points: input checks, the choice of backend, and the dispatch to references and kernels.
+"""The public entry points, each read as checks (validation.py) -> scales (scales.ScaleRule) -> dispatch to the
+reference or the Triton launcher (jit/); the qflash launcher chooses its quantization pass itself.
 
 Every variant takes float Q, K, V of shape (Z, H, N, D) and returns attention in q's dtype and shape:
 softmax(Q K^T / sqrt(D) + bias + mask) V with int8 Q/K/V and the variant's own softmax.
 """
 from __future__ import annotations
 
-import functools
 import os
 from typing import Optional
 
 import torch
 
-from .constants import GRANULARITIES
 from .heads import attend_per_head
 from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
 from .reference.ivit import check_output_bits
 from .reference.qflash_paper import paper_scales, qflash_paper_reference
-from .scales import AttentionScales, check_scale_granularity, scales_from_amax, static_amax, torch_scales
-from .validation import check_attention_inputs
+from .scales import AttentionScales, ScaleRule, scales_from_amax, static_amax
+from .validation import check_attention_inputs, check_scale_arguments, check_static_scales
 
 BACKENDS = ("auto", "triton", "reference")
-# Up to this sequence length the kernel quantizes Q/K/V as it loads them (one query block per head, so no
-# tile is quantized twice); above it a separate int8 pass of K/V is cheaper (ViT-B op at 256 images 7 %).
-PREQUANTIZE_ABOVE_N = 64
-# Per-image amax and int8 K/V in one launch (a program per image and tensor) pays when its programs fill
-# the GPU twice or each is small; else amax, constants and quantize launches spread the work wider.
-ONE_PASS_MIN_IMAGES = 16
-ONE_PASS_SMALL_IMAGE = 65536  # elements of one image's Q (H * N * D)
 
 
 def triton_interpreter_on() -> bool:
@@ -47,7 +39,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def compute_scales(q, k, v, granularity: str = "sample", group: int = 1,
+def compute_scales(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity: str = "sample", group: int = 1,
                    static_scales: Optional[tuple] = None) -> AttentionScales:
     """qflash's per-tensor int8 scales and integer constants for one call, on q's device, no host sync.
 
@@ -55,14 +47,8 @@ def compute_scales(q, k, v, granularity: str = "sample", group: int = 1,
     windows do), 'batch' (one per tensor over the whole call), 'static' (static_scales = (s_q, s_k, s_v)).
     On CUDA two Triton launches (jit/amax.py) compute the same bits as the torch path.
     """
-    check_scale_granularity(granularity)
-    if q.is_cuda and granularity != "static":
-        if group < 1 or q.shape[0] % group:
-            raise ValueError(f"group={group} must divide the leading dimension Z={q.shape[0]}")
-        from .jit.amax import fused_scales
-
-        return fused_scales(q, k, v, granularity, group)
-    return torch_scales(q, k, v, granularity, group, static_scales)
+    check_scale_arguments(q, granularity, group, static_scales)
+    return ScaleRule(granularity, group, static_scales).compute(q, k, v)
 
 
 def qflash_attention(
@@ -92,51 +78,16 @@ def qflash_attention(
     timm's `out.transpose(1, 2).reshape(Z, N, H * D)` is free. Non-finite input: in 'sample' / 'batch' a
     group holding inf or NaN gives NaN outputs for that group; in 'static' NaN quantizes to 0, inf saturates.
     """
-    check_attention_inputs(q, k, v, bias, mask, group)
+    check_attention_inputs(q, k, v, bias, mask, group, granularity=None if scales else granularity,
+                           static_scales=static_scales)
     if granularity == "head" and scales is None:
         return attend_per_head(qflash_attention, q, k, v, bias, mask, group, backend=backend)
+    rule = ScaleRule(granularity, group, static_scales)
     if resolve_backend(backend, q.device) == "reference":
-        if scales is None:
-            scales = compute_scales(q, k, v, granularity, group, static_scales)
-        return qflash_reference(q, k, v, scales, bias, mask)
-    from .jit.qflash import launch_qflash  # imported late: TRITON_INTERPRET is read at import
-    from .jit.quantize import quantize_qkv, scales_and_int8_qkv
+        return qflash_reference(q, k, v, scales if scales is not None else rule.compute(q, k, v), bias, mask)
+    from .jit.qflash_launch import qflash_triton  # imported late: TRITON_INTERPRET is read at import
 
-    out = _empty_output(q.shape, q.dtype, q.device)
-    scales_from_inputs = scales is None and granularity != "static"
-    int8_kv = dict(v_operand_order=False, v_rows=None)
-    if q.shape[2] <= PREQUANTIZE_ABOVE_N:
-        if scales is None:
-            scales = compute_scales(q, k, v, granularity, group, static_scales)
-    elif scales is None and granularity == "sample" and group == 1 and _one_pass_pays(q):
-        scales, (q, k, v, v_rows) = scales_and_int8_qkv(q, k, v, quantize_q=False)
-        int8_kv = dict(v_operand_order=True, v_rows=v_rows)
-    else:
-        # several query blocks per head would each quantize every K/V tile again: quantize K and V once
-        # (each query row is read once, so Q is quantized on load)
-        if scales is None:
-            scales = compute_scales(q, k, v, granularity, group, static_scales)
-        q, k, v, v_rows = quantize_qkv(q, k, v, scales, quantize_q=False)
-        int8_kv = dict(v_operand_order=True, v_rows=v_rows)
-    return launch_qflash(q, k, v, out, scales, bias, mask, scales_from_inputs=scales_from_inputs, **int8_kv)
-
-
-def _one_pass_pays(q: torch.Tensor) -> bool:
-    z, h, n, d = q.shape
-    if not q.is_cuda or z < ONE_PASS_MIN_IMAGES:  # the interpreter takes it only when a test asks
-        return False
-    return 3 * z >= 2 * _sm_count(q.device) or h * n * d <= ONE_PASS_SMALL_IMAGE
-
-
-@functools.lru_cache(maxsize=None)
-def _sm_count(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def _empty_output(shape, dtype, device) -> torch.Tensor:
-    """A (Z, H, N, D) view of (Z, N, H, D) storage, as PyTorch's flash SDPA returns."""
-    z, h, n, d = shape
-    return torch.empty((z, n, h, d), dtype=dtype, device=device).transpose(1, 2)
+    return qflash_triton(q, k, v, bias, mask, scales, rule)  # the scales there: fused with int8 where it pays
 
 
 def qflash_attention_int8(
@@ -151,14 +102,13 @@ def qflash_attention_int8(
 ) -> torch.Tensor:
     """qflash on already-quantized int8 (Z, H, N, D) Q/K/V with float scales (s_q, s_k, s_v); float16 output."""
     check_attention_inputs(q8, k8, v8, bias, mask, allow_int8=True)
-    z, _, _, d = q8.shape
-    int_scales = scales_from_amax(static_amax(scales, z, q8.device), d, "static")
+    check_static_scales(scales, q8.shape[0])
+    int_scales = scales_from_amax(static_amax(scales, q8.shape[0], q8.device), q8.shape[3], "static")
     if resolve_backend(backend, q8.device) == "reference":
         return qflash_reference(q8, k8, v8, int_scales, bias, mask)
-    from .jit.qflash import launch_qflash
+    from .jit.qflash_launch import empty_output, launch_qflash
 
-    out = _empty_output(q8.shape, torch.float16, q8.device)
-    return launch_qflash(q8, k8, v8, out, int_scales, bias, mask)
+    return launch_qflash(q8, k8, v8, empty_output(q8.shape, torch.float16, q8.device), int_scales, bias, mask)
 
 
 def qflash_paper_attention(
@@ -182,9 +132,7 @@ def qflash_paper_attention(
     (s_q, s_k, s_v).
     Returns (Z, H, N, D) in q's dtype; a group holding inf or NaN gives NaN outputs for that group.
     """
-    check_attention_inputs(q, k, v, bias, mask, group)
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    check_attention_inputs(q, k, v, bias, mask, group, granularity=granularity, static_scales=static_scales)
     if granularity == "head":
         return attend_per_head(qflash_paper_attention, q, k, v, bias, mask, group, backend=backend)
     scales = paper_scales(q, k, v, granularity, group, static_scales)
@@ -192,13 +140,22 @@ def qflash_paper_attention(
         return qflash_paper_reference(q, k, v, scales, bias, mask)
     from .jit.qflash_paper import launch_qflash_paper
 
-    return launch_qflash_paper(q, k, v, torch.empty_like(q, memory_format=torch.contiguous_format), scales, bias,
-                               mask)
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    return launch_qflash_paper(q, k, v, out, scales, bias, mask)
 
 
 def ivit_attention(
-    q, k, v, *, granularity="sample", group=1, static_scales=None, bias=None, mask=None,
-    output_bits: int = DEFAULT_OUTPUT_BITS, backend: str = "auto",
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    granularity: str = "sample",
+    group: int = 1,
+    static_scales: Optional[tuple] = None,
+    bias: Optional[torch.Tensor] = None,
+    mask: Optional[torch.Tensor] = None,
+    output_bits: int = DEFAULT_OUTPUT_BITS,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """ivit: I-ViT-style attention (scores requantized to int8 per image, Shiftmax at `output_bits`, 2-16),
     with qflash's int8 Q/K/V; shapes, strides, granularities, group, bias and mask as qflash_attention.
@@ -207,11 +164,11 @@ def ivit_attention(
     interpreter), 'reference' (bit-identical PyTorch, which materializes the scores), 'auto'.
     Returns (Z, H, N, D) in q's dtype.
     """
-    check_attention_inputs(q, k, v, bias, mask, group)
+    check_attention_inputs(q, k, v, bias, mask, group, granularity=granularity, static_scales=static_scales)
     check_output_bits(output_bits)
     if granularity == "head":
         return attend_per_head(ivit_attention, q, k, v, bias, mask, group, output_bits=output_bits, backend=backend)
-    scales = compute_scales(q, k, v, granularity, group, static_scales)
+    scales = ScaleRule(granularity, group, static_scales).compute(q, k, v)
     if resolve_backend(backend, q.device) == "reference":
         return ivit_reference(q, k, v, scales, bias, mask, output_bits, group)
     from .jit.ivit import launch_ivit  # imported late: TRITON_INTERPRET is read at import
@@ -220,11 +177,20 @@ def ivit_attention(
 
 
 def int8qkv_attention(
-    q, k, v, *, granularity="sample", group=1, static_scales=None, bias=None, mask=None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    granularity: str = "sample",
+    group: int = 1,
+    static_scales: Optional[tuple] = None,
+    bias: Optional[torch.Tensor] = None,
+    mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """int8qkv (ablation): qflash's int8 Q/K/V with an exact float softmax; shapes as qflash_attention."""
-    check_attention_inputs(q, k, v, bias, mask, group)
+    """int8qkv (ablation): qflash's int8 Q/K/V with an exact float softmax (PyTorch on every device);
+    shapes, granularities, bias and mask as qflash_attention. Returns (Z, H, N, D) in q's dtype."""
+    check_attention_inputs(q, k, v, bias, mask, group, granularity=granularity, static_scales=static_scales)
     if granularity == "head":
         return attend_per_head(int8qkv_attention, q, k, v, bias, mask, group)
-    scales = compute_scales(q, k, v, granularity, group, static_scales)
+    scales = ScaleRule(granularity, group, static_scales).compute(q, k, v)
     return int8qkv_reference(q, k, v, scales, bias, mask)

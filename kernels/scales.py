@@ -2,7 +2,7 @@
 
 No `.item()`, no host sync. The Triton kernels and the PyTorch references consume the same
 `AttentionScales`, so the float-to-integer bookkeeping is computed once. jit/amax.py computes the same
-bits on CUDA in two launches; api.compute_scales chooses.
+bits on CUDA in two launches; ScaleRule.compute chooses.
 """
 from __future__ import annotations
 
@@ -12,36 +12,95 @@ from typing import Optional, Union
 import torch
 
 from .constants import (
-    BIAS_INT_LIMIT, EXP_DLIM_NUMERATOR, EXP_MUL_MAX, FLOAT32_MAX, GRANULARITIES, OUT_FRAC_BITS, QMAX,
+    BIAS_INT_LIMIT, EXP_DLIM_NUMERATOR, EXP_MUL_MAX, FLOAT32_MAX, OUT_FRAC_BITS, QMAX,
     head_constants,
 )
 
 ScaleArg = Union[float, torch.Tensor]
 
 
+# the rows of AttentionScales.table, one entry per z each: float32 rows (as their bits) first, then int32 rows
+SCALE_ROWS = ("inv_q", "inv_k", "inv_v", "s_q", "s_k", "s_v", "inv_c", "out_scale", "exp_mul", "exp_dlim")
+FLOAT_SCALE_ROWS = 8
+
+
+class _Row:
+    """One row of AttentionScales.table as a (Z,) view: float32 or int32 by its place in SCALE_ROWS."""
+
+    def __set_name__(self, owner, name):
+        self.index = SCALE_ROWS.index(name)
+
+    def __get__(self, scales, owner=None) -> torch.Tensor:
+        row = scales.table[self.index]
+        return row.view(torch.float32) if self.index < FLOAT_SCALE_ROWS else row
+
+
 @dataclass
 class AttentionScales:
-    """Per-call quantization state, one entry per leading index z of (Z, H, N, D).
+    """Per-call quantization state, one entry per leading index z of (Z, H, N, D), in one (10, Z) int32 `table`
+    (rows SCALE_ROWS; float rows hold float32 bits) that the kernels take as one argument.
 
     inv_q/inv_k/inv_v: multipliers float -> int8 units (127 / amax, capped at the largest float32).
-    exp_mul, exp_dlim: integer score difference d becomes exponent units min(d, exp_dlim) * exp_mul,
-        with 2**EXP_SHIFT units per doubling (exp_mul = round(s_q s_k log2(e) / sqrt(D) * 2**EXP_SHIFT)).
+    s_q, s_k, s_v: the float scales (for the float-softmax ablation and for reports).
     inv_c: multiplier real logit -> integer score units (sqrt(D) / (s_q s_k)), for the additive bias.
     out_scale: s_v / 2**OUT_FRAC_BITS, NaN where the group held a non-finite value.
-    s_q, s_k, s_v: the float scales (for the float-softmax ablation and for reports).
+    exp_mul, exp_dlim (int32): integer score difference d becomes exponent units min(d, exp_dlim) * exp_mul,
+        with 2**EXP_SHIFT units per doubling (exp_mul = round(s_q s_k log2(e) / sqrt(D) * 2**EXP_SHIFT)).
     """
 
-    inv_q: torch.Tensor
-    inv_k: torch.Tensor
-    inv_v: torch.Tensor
-    s_q: torch.Tensor
-    s_k: torch.Tensor
-    s_v: torch.Tensor
-    exp_mul: torch.Tensor
-    exp_dlim: torch.Tensor
-    inv_c: torch.Tensor
-    out_scale: torch.Tensor
+    table: torch.Tensor
     granularity: str
+
+    inv_q = _Row()
+    inv_k = _Row()
+    inv_v = _Row()
+    s_q = _Row()
+    s_k = _Row()
+    s_v = _Row()
+    inv_c = _Row()
+    out_scale = _Row()
+    exp_mul = _Row()
+    exp_dlim = _Row()
+
+    @classmethod
+    def from_rows(cls, granularity: str, **rows: torch.Tensor) -> "AttentionScales":
+        """The table from one (Z,) tensor per name of SCALE_ROWS (float32 rows, then int32 rows)."""
+        return cls(pack_scale_rows([rows[n].float() for n in SCALE_ROWS[:FLOAT_SCALE_ROWS]],
+                                   [rows[n] for n in SCALE_ROWS[FLOAT_SCALE_ROWS:]]), granularity)
+
+
+def pack_scale_rows(float_rows: list[torch.Tensor], int_rows: list[torch.Tensor]) -> torch.Tensor:
+    """(rows, Z) int32: float32 rows as their bits, then int32 rows; one kernel argument for every constant."""
+    return torch.stack([r.to(torch.float32).contiguous().view(torch.int32) for r in float_rows]
+                       + [r.to(torch.int32) for r in int_rows])
+
+
+@dataclass(frozen=True)
+class ScaleRule:
+    """How a call's scales are formed: granularity 'sample' (one per image, `group` consecutive z form an
+    image), 'batch' (one per call) or 'static' (static_scales = (s_q, s_k, s_v)); checked by the caller."""
+
+    granularity: str = "sample"
+    group: int = 1
+    static_scales: Optional[tuple] = None
+
+    @property
+    def fusable(self) -> bool:
+        """One z per image and scales from the inputs: the amax can run fused with the int8 pass."""
+        return self.granularity == "sample" and self.group == 1
+
+    @property
+    def from_inputs(self) -> bool:
+        return self.granularity != "static"
+
+    def compute(self, q, k, v) -> "AttentionScales":
+        """The scales of q, k, v on their device, no host sync: two Triton launches on CUDA (jit/amax.py),
+        torch ops elsewhere; the same bits."""
+        if q.is_cuda and self.from_inputs:
+            from .jit.amax import fused_scales  # CUDA only: the torch path needs no Triton
+
+            return fused_scales(q, k, v, self.granularity, self.group)
+        return torch_scales(q, k, v, self.granularity, self.group, self.static_scales)
 
 
 def group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
@@ -57,24 +116,8 @@ def group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
 
 def static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
     """The caller's scales (s_q, s_k, s_v), each a float or a tensor of shape () / (Z,), as (3, Z) amax."""
-    rows = []
-    for scale in static_scales:
-        if isinstance(scale, (int, float)) and scale <= 0:
-            raise ValueError("static scales must be positive")
-        s = torch.as_tensor(scale, dtype=torch.float32, device=device)
-        if s.dim() > 1 or (s.dim() == 1 and s.numel() not in (1, z)):
-            raise ValueError(f"static scale must be a scalar or have shape ({z},), got {tuple(s.shape)}")
-        rows.append((s * QMAX).expand(z))
-    return torch.stack(rows)
-
-
-def check_scale_granularity(granularity: str) -> None:
-    """A granularity that has per-z scales: every one but 'head' (heads.py folds heads into Z for it)."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    if granularity == "head":
-        raise ValueError("granularity 'head' has no per-z scales: the attention functions fold the heads into Z "
-                         "(qflash_kernels.heads) and use 'sample'")
+    return torch.stack([(torch.as_tensor(s, dtype=torch.float32, device=device) * QMAX).expand(z)
+                        for s in static_scales])
 
 
 def torch_scales(
@@ -85,21 +128,17 @@ def torch_scales(
     group: int = 1,
     static_scales: Optional[tuple] = None,
 ) -> AttentionScales:
-    """Scales for one attention call, with torch ops (api.compute_scales picks the CUDA path where it can).
+    """Scales for one attention call, with torch ops (ScaleRule.compute picks the CUDA path where it can).
 
     granularity: 'sample' (one scale per image and tensor; `group` consecutive z form one image, as
     Swin's windows do), 'batch' (one scale per tensor over the whole call, as the paper's reference),
     'static' (`static_scales` = (s_q, s_k, s_v) from calibration).
     A tensor that is all zero gets amax 1 (its int8 values are all 0 anyway); a group holding inf or
-    NaN gets inverse scale 0 and a NaN output scale, so its outputs are NaN.
+    NaN gets inverse scale 0 and a NaN output scale, so its outputs are NaN. The arguments are checked by
+    the caller (validation.check_scale_arguments).
     """
-    check_scale_granularity(granularity)
     z, _, _, d = q.shape
-    if group < 1 or z % group:
-        raise ValueError(f"group={group} must divide the leading dimension Z={z}")
     if granularity == "static":
-        if static_scales is None or len(static_scales) != 3:
-            raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
         return scales_from_amax(static_amax(static_scales, z, q.device), d, granularity)
     return scales_from_amax(group_amax(q, k, v, granularity, group), d, granularity)
 
@@ -124,10 +163,9 @@ def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> Att
     exp_mul = torch.floor(c * exp_k + 0.5).clamp_(1, EXP_MUL_MAX).long()
     exp_dlim = torch.div(EXP_DLIM_NUMERATOR, exp_mul, rounding_mode="floor")
     out_scale = torch.where(finite.all(dim=0), s[2] * 2.0**-OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
-    return AttentionScales(
-        inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
-        exp_mul=exp_mul.to(torch.int32), exp_dlim=exp_dlim.to(torch.int32),
-        inv_c=torch.full_like(s[0], sqrt_d) / (s[0] * s[1]), out_scale=out_scale.float(), granularity=granularity,
+    return AttentionScales.from_rows(
+        granularity, inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
+        inv_c=torch.full_like(s[0], sqrt_d) / (s[0] * s[1]), out_scale=out_scale, exp_mul=exp_mul, exp_dlim=exp_dlim,
     )
 
 

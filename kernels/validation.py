@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from .constants import MAX_SEQUENCE
+from .constants import GRANULARITIES, MAX_SEQUENCE
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -19,7 +19,11 @@ def check_attention_inputs(
     mask: Optional[torch.Tensor] = None,
     group: int = 1,
     allow_int8: bool = False,
+    granularity: Optional[str] = None,
+    static_scales: Optional[tuple] = None,
 ) -> None:
+    """Every argument of an attention call; granularity (when given) and static_scales as
+    check_scale_arguments checks them."""
     dtypes = SUPPORTED_DTYPES + ((torch.int8,) if allow_int8 else ())
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -42,7 +46,9 @@ def check_attention_inputs(
         raise ValueError(f"sequence length N={n} exceeds the supported maximum {MAX_SEQUENCE}")
     if d not in SUPPORTED_HEAD_DIMS:
         raise ValueError(f"head dim D={d} is not supported; supported head dims: {SUPPORTED_HEAD_DIMS}")
-    if group < 1 or z % group:
+    if granularity is not None:
+        check_scale_arguments(q, granularity, group, static_scales, per_z=False)
+    elif group < 1 or z % group:
         raise ValueError(f"group={group} must divide Z={z}")
     if bias is not None:
         _check_additive(bias, "bias", (h, n, n), q.device)
@@ -61,3 +67,31 @@ def _check_additive(t: torch.Tensor, name: str, shape: tuple, device: torch.devi
         raise TypeError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
     if t.device != device:
         raise ValueError(f"{name} is on {t.device}, q on {device}")
+
+
+def check_scale_arguments(q: torch.Tensor, granularity: str, group: int = 1, static_scales: Optional[tuple] = None,
+                          per_z: bool = True) -> None:
+    """granularity, group and static_scales of a call on q (Z, H, N, D). per_z: the scales are computed per z
+    directly, so 'head' (which folds the heads into Z first, heads.py) is refused."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if per_z and granularity == "head":
+        raise ValueError("granularity 'head' has no per-z scales: the attention functions fold the heads into Z "
+                         "(qflash_kernels.heads) and use 'sample'")
+    z = q.shape[0]
+    if group < 1 or z % group:
+        raise ValueError(f"group={group} must divide Z={z}")
+    if granularity == "static":
+        check_static_scales(static_scales, z)
+
+
+def check_static_scales(static_scales, z: int) -> None:
+    """(s_q, s_k, s_v): each a positive float or a tensor of shape () or (Z,)."""
+    if static_scales is None or len(static_scales) != 3:
+        raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
+    for scale in static_scales:
+        if isinstance(scale, (int, float)) and scale <= 0:
+            raise ValueError("static scales must be positive")
+        shape = tuple(scale.shape) if isinstance(scale, torch.Tensor) else ()
+        if len(shape) > 1 or (len(shape) == 1 and shape[0] not in (1, z)):
+            raise ValueError(f"static scale must be a scalar or have shape ({z},), got {shape}")

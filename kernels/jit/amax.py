@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from ..scales import AttentionScales
+from ..scales import FLOAT_SCALE_ROWS, SCALE_ROWS, AttentionScales
 from .helpers import QMAX, abs_max_fold, abs_max_init, abs_max_update, inverse_scale, tensor_of
 
 EXP_DLIM_NUM = tl.constexpr(c.EXP_DLIM_NUMERATOR)
@@ -25,7 +25,7 @@ OUT_STEP = tl.constexpr(2.0 ** -c.OUT_FRAC_BITS)
 
 
 # Rows of one head per load, heads per program, warps per program: small programs keep the most loads in
-# flight (the fastest of 20 shapes on 5 of 7 cases, Swin-1 at 256 images 12 % faster than one head per program).
+# flight (docs/performance.md, "qflash op paths").
 AMAX_ROWS = 32
 AMAX_HEADS = 2
 AMAX_WARPS = 2
@@ -50,8 +50,8 @@ def _amax_kernel(Q, K, V, OUT, H, N, ZH, SLOTS, GROUP_DIV,
 
 # Q/K/V as timm hands them, views of one (Z, N, 3, H, D) buffer: each tensor is Z * N rows of H * D
 # contiguous values, and for windows (N <= 64) a program reads ROWS_CHUNK_BYTES of whole rows,
-# ROWS_LOAD_ELEMENTS per load, instead of one head at a time (Swin-1 at 256 images 25 % faster); ViT
-# sequences keep the per-head kernel, for which whole rows were slower (DeiT-T at 256 images 35 %).
+# ROWS_LOAD_ELEMENTS per load, instead of one head at a time; ViT sequences keep the per-head kernel, for
+# which whole rows were slower (docs/performance.md, "qflash op paths").
 ROWS_MAX_N = 64
 ROWS_MAX_COLS = 4096  # H * D of one row: BLOCK_C columns per load
 ROWS_LOAD_ELEMENTS = 4096
@@ -163,17 +163,12 @@ def fused_scales(q, k, v, granularity: str, group: int) -> AttentionScales:
 
 def scales_from_amax_bits(amax: torch.Tensor, z: int, head_dim: int, group_div: int,
                           granularity: str) -> AttentionScales:
-    """Every constant from a (3, Z // group_div) float32 amax, in one launch."""
-    f32 = torch.empty((8, z), dtype=torch.float32, device=amax.device)
-    i32 = torch.empty((2, z), dtype=torch.int32, device=amax.device)
+    """Every constant from a (3, Z // group_div) float32 amax into one AttentionScales table, in one launch
+    (rows 0-7 stored as float32 through F32, the int rows through I32)."""
+    table = torch.empty((len(SCALE_ROWS), z), dtype=torch.int32, device=amax.device)
     block = min(1024, triton.next_power_of_2(z))
     _constants_kernel[(triton.cdiv(z, block),)](
-        amax, _head_constants(head_dim, amax.device), f32, i32, z, z // group_div, group_div, BLOCK=block,
-        num_warps=4, enable_fp_fusion=False,
+        amax, _head_constants(head_dim, amax.device), table.view(torch.float32), table[FLOAT_SCALE_ROWS:], z,
+        z // group_div, group_div, BLOCK=block, num_warps=4, enable_fp_fusion=False,
     )
-    inv_q, inv_k, inv_v, s_q, s_k, s_v, inv_c, out_scale = f32.unbind(0)  # one host call for 8 views
-    exp_mul, exp_dlim = i32.unbind(0)
-    return AttentionScales(
-        inv_q=inv_q, inv_k=inv_k, inv_v=inv_v, s_q=s_q, s_k=s_k, s_v=s_v,
-        exp_mul=exp_mul, exp_dlim=exp_dlim, inv_c=inv_c, out_scale=out_scale, granularity=granularity,
-    )
+    return AttentionScales(table, granularity)

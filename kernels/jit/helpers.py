@@ -10,12 +10,38 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
+from ..scales import FLOAT_SCALE_ROWS, SCALE_ROWS
 
 QMAX = tl.constexpr(float(c.QMAX))
 NEG_QMAX = tl.constexpr(-float(c.QMAX))
 FLOAT32_MAX = tl.constexpr(c.FLOAT32_MAX)
 ROUND_MAGIC = tl.constexpr(c.ROUND_MAGIC)
 ROUND_MAGIC_BITS = tl.constexpr(c.ROUND_MAGIC_BITS)
+# rows of scales.AttentionScales.table, the one per-image argument of the qflash kernels
+ROW_INV_Q, ROW_INV_K, ROW_INV_V, ROW_S_Q, ROW_S_K, ROW_S_V, ROW_INV_C, ROW_OUT_SCALE, ROW_EXP_MUL, ROW_EXP_DLIM = (
+    tl.constexpr(SCALE_ROWS.index(name)) for name in (
+        "inv_q", "inv_k", "inv_v", "s_q", "s_k", "s_v", "inv_c", "out_scale", "exp_mul", "exp_dlim"))
+assert ROW_EXP_MUL.value == FLOAT_SCALE_ROWS  # the rows before it are float32
+
+
+def bias_mask_args(bias, mask, dummy):
+    """(bias, mask, bias strides, mask strides, windows) as kernel arguments of every launcher; `dummy` stands
+    in for an absent one (never read: its HAS_ flag is off)."""
+    return (bias if bias is not None else dummy, mask if mask is not None else dummy,
+            bias.stride() if bias is not None else (0, 0, 0), mask.stride() if mask is not None else (0, 0, 0),
+            mask.shape[0] if mask is not None else 1)
+
+
+@triton.jit
+def float_row(TABLE, row, z, Z):
+    """Entry z of float32 row `row` of a (rows, Z) int32 table (scales.pack_scale_rows)."""
+    return tl.load(TABLE + row * Z + z).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def int_row(TABLE, row, z, Z):
+    """Entry z of int32 row `row` of a (rows, Z) int32 table."""
+    return tl.load(TABLE + row * Z + z)
 
 
 @triton.jit

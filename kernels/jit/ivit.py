@@ -17,11 +17,16 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from .helpers import load_rows, program_rows, round_clamped, store_rows, to_operand_order
+from ..scales import pack_scale_rows
+from .helpers import (
+    bias_mask_args, float_row, int_row, load_rows, program_rows, round_clamped, store_rows, to_operand_order,
+)
 
 QMAX = tl.constexpr(float(c.QMAX))
 SHIFT_N = tl.constexpr(c.IVIT_SHIFTMAX_N)
 INT31_MAX = tl.constexpr((1 << 31) - 1)
+# rows of the fused kernel's per-image table (scales.pack_scale_rows): float32 rows, then x0 (int32)
+ROW_SCORE_C, ROW_INV_SCORE, ROW_OUT_MULT, ROW_X0 = (tl.constexpr(i) for i in range(4))
 
 
 @triton.jit
@@ -133,14 +138,14 @@ def ivit_score_stats_kernel(
 
 @triton.jit
 def ivit_fwd_kernel(
-    Q8, K8, V8, O, BIAS, MASK, SCORE_C, INV_SCORE, X0, OUT_MULT, ROW_MAX,
+    Q8, K8, V8, O, BIAS, MASK, SCALES, ROW_MAX,
     stride_qz, stride_qh, stride_qn, stride_qd,
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_vz, stride_vh, stride_vn, stride_vd,
     stride_oz, stride_oh, stride_on, stride_od,
     stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    H, N, NUM_WINDOWS, V_ROWS,
+    Z, H, N, NUM_WINDOWS, V_ROWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, OUTPUT_BITS: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
@@ -153,9 +158,9 @@ def ivit_fwd_kernel(
     v_head = V8 + z * stride_vz + h * stride_vh
     bias_head = BIAS + h * stride_bh
     mask_window = MASK + (z % NUM_WINDOWS) * stride_mw
-    score_c = tl.load(SCORE_C + z)
-    inv_score = tl.load(INV_SCORE + z)
-    x0 = tl.load(X0 + z)
+    score_c = float_row(SCALES, ROW_SCORE_C, z, Z)
+    inv_score = float_row(SCALES, ROW_INV_SCORE, z, Z)
+    x0 = int_row(SCALES, ROW_X0, z, Z)
     x0_reciprocal = 1.0 / x0.to(tl.float32)
     row_max = _requantize(tl.load(ROW_MAX + tl.program_id(0) * N + offs_m, mask=row_ok, other=0.0), inv_score)
 
@@ -194,12 +199,12 @@ def ivit_fwd_kernel(
 
     # -- epilogue: the exact integer P.V (below 2**24) times s_v / 2**(bits - 1) in float32, then the dtype --
     acc = acc_hi * 256 + acc_lo + 128 * v_sum[None, :]
-    out = acc.to(tl.float32) * tl.load(OUT_MULT + z)
+    out = acc.to(tl.float32) * float_row(SCALES, ROW_OUT_MULT, z, Z)
     store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 
 
 # (query rows, keys per tile, warps) per program; the bits do not depend on them
-LAUNCH = (64, 32, 4)  # rows past 256 keys; 4-5 % faster than (64, 64, 4) in the multi-tile kernel (H200)
+LAUNCH = (64, 32, 4)  # rows past 256 keys; the sweep is in docs/performance.md ("I-ViT launch shapes")
 ONE_TILE_MAX_N = 256  # up to here every key of a row fits one tile: e is computed once
 
 
@@ -221,12 +226,7 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     z, h, n, d = q.shape
     q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)  # one launch; the reference's quantize_int8 bits
     score_c = score_constant(scales, d).contiguous()
-    dummy = score_c  # never read when the flag is off
-    b = bias if bias is not None else dummy
-    mk = mask if mask is not None else dummy
-    b_strides = bias.stride() if bias is not None else (0, 0, 0)
-    m_strides = mask.stride() if mask is not None else (0, 0, 0)
-    windows = mask.shape[0] if mask is not None else 1
+    b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, score_c)
     block_m, block_n, warps = launch or default_launch(n)
     blocks = triton.cdiv(n, block_m)
     geometry = dict(HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=block_m, BLOCK_N=block_n,
@@ -237,12 +237,12 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
         q8, k8, b, mk, score_c, partial, row_max, *q8.stride(), *k8.stride(), *b_strides, *m_strides, h, n, windows,
         **geometry, num_warps=warps, enable_fp_fusion=False,
     )
-    inv_score = score_inverse_scale(partial.amax(dim=(1, 2)), scales.granularity, group).contiguous()
-    x0 = doubling_units(inv_score).to(torch.int32).contiguous()
+    inv_score = score_inverse_scale(partial.amax(dim=(1, 2)), scales.granularity, group)
+    table = pack_scale_rows([score_c, inv_score, output_multiplier(scales, output_bits)], [doubling_units(inv_score)])
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     ivit_fwd_kernel[(z * h, blocks)](
-        q8, k8, v8, out, b, mk, score_c, inv_score, x0, output_multiplier(scales, output_bits).contiguous(), row_max,
-        *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, h, n, windows, v_rows,
+        q8, k8, v8, out, b, mk, table, row_max,
+        *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, z, h, n, windows, v_rows,
         **geometry, OUTPUT_BITS=output_bits, ONE_TILE=block_n >= n, num_warps=warps, enable_fp_fusion=False,
     )
     return out

@@ -15,6 +15,7 @@ import triton.language as tl
 
 from .. import constants as c
 from .helpers import (
+    ROW_EXP_DLIM, ROW_EXP_MUL, ROW_INV_C, ROW_INV_K, ROW_INV_Q, ROW_INV_V, ROW_OUT_SCALE, float_row, int_row,
     key_of_position, load_bias_mask, load_rows, quantize, round_clamped, store_rows, to_operand_order,
 )
 
@@ -183,14 +184,13 @@ def _attend_query_block(
     _store_normalized(o_head, acc, l_i, offs_m, offs_d, out_scale, N, stride_on, stride_od, HEAD_DIM)
 
 
-# BLOCK_M 64, one warpgroup, K/V double-buffered: the fastest launch shape on every paper workload and never
-# more than 10 % off the best; the autotuner's own timing of such short kernels picked configs up to 2x
-# slower, so head dims <= 64 use it without the autotuner (no per-call bookkeeping on the host either).
+# Fixed launch shapes, measured in docs/performance.md ("qflash launch shapes"): BLOCK_M 64, one warpgroup,
+# K/V double-buffered is the fastest shape on every paper workload, and the autotuner's own timing of such
+# short kernels picks worse ones, so head dims <= 64 run it without the autotuner (no host bookkeeping).
 FIXED_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=2)
-# heads of several key tiles (ViT) load K/V three tiles ahead (ViT-B at 256 images 9 % faster); a single
-# tile (Swin) gains nothing from the third buffer
+# heads of several key tiles (ViT) load K/V three tiles ahead; a single tile (Swin) gains nothing from it
 FIXED_CONFIG_MULTI_TILE = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=3)
-# a single tile with Swin's bias or mask: no pipelining (its bias + mask op 12 % faster; 10 % slower without)
+# a single tile with Swin's bias or mask: no pipelining
 FIXED_CONFIG_BIASED_TILE = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=1)
 
 
@@ -230,22 +230,20 @@ def _prune_configs(configs, named_args, **kwargs):
                  prune_configs_by={"early_config_prune": _prune_configs})
 @triton.jit
 def qflash_fwd_kernel(
-    Q, K, V, O,
-    INV_Q, INV_K, INV_V, EXP_MUL, EXP_DLIM, INV_C, OUT_SCALE,
-    BIAS, MASK,
+    Q, K, V, O, SCALES, BIAS, MASK,
     stride_qz, stride_qh, stride_qn, stride_qd,
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_vz, stride_vh, stride_vn, stride_vd,
     stride_oz, stride_oh, stride_on, stride_od,
     stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    H, N, N_V, NUM_WINDOWS,
+    Z, H, N, N_V, NUM_WINDOWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
     V_OPERAND_ORDER: tl.constexpr,
 ):
-    # -- set-up: this program's head, its pointers and its image's integer constants --
+    # -- set-up: this program's head, its pointers and its image's integer constants (rows of SCALES) --
     z = tl.program_id(0) // H
     h = tl.program_id(0) % H
     row_start = tl.program_id(1) * BLOCK_M
@@ -255,8 +253,9 @@ def qflash_fwd_kernel(
         BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
         stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd, stride_on, stride_od,
         stride_bn, stride_bk, stride_mn, stride_mk,
-        tl.load(INV_Q + z), tl.load(INV_K + z), tl.load(INV_V + z), tl.load(EXP_MUL + z), tl.load(EXP_DLIM + z),
-        tl.load(INV_C + z), tl.load(OUT_SCALE + z), N, N_V,
+        float_row(SCALES, ROW_INV_Q, z, Z), float_row(SCALES, ROW_INV_K, z, Z), float_row(SCALES, ROW_INV_V, z, Z),
+        int_row(SCALES, ROW_EXP_MUL, z, Z), int_row(SCALES, ROW_EXP_DLIM, z, Z), float_row(SCALES, ROW_INV_C, z, Z),
+        float_row(SCALES, ROW_OUT_SCALE, z, Z), N, N_V,
     )
     # -- one query block: a head's last rows in a TAIL_M-row block when at most TAIL_M remain (N = 197
     # computes 208 rows instead of 256), every other block BLOCK_M rows --
@@ -267,60 +266,3 @@ def qflash_fwd_kernel(
             return
     _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
                         SCALES_FROM_X, V_OPERAND_ORDER)
-
-
-def tail_rows(n: int) -> int:
-    """Rows (16 or 32) of the block that takes a head's last n % 64 rows when at most 32 remain (0: none).
-
-    A tl.dot needs at least 16 rows; 64-row programs cover the rest.
-    """
-    tail = n % 64
-    if tail == 0:
-        return 0
-    return 16 if tail <= 16 else 32 if tail <= 32 else 0
-
-
-def _bias_mask_args(bias, mask, dummy):
-    """(bias, mask, bias strides, mask strides, windows) as kernel arguments; dummy stands in for an absent one."""
-    return (bias if bias is not None else dummy, mask if mask is not None else dummy,
-            bias.stride() if bias is not None else (0, 0, 0), mask.stride() if mask is not None else (0, 0, 0),
-            mask.shape[0] if mask is not None else 1)
-
-
-def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=False, v_rows=None,
-                  scales_from_inputs=False):
-    """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place and returned.
-
-    v_operand_order: v is quantize.quantize_qkv's V, each 16 keys stored in the P.V operand's order
-    (quantize.operand_key_order), with v_rows (>= N) rows along N that may be read, zero past N.
-    Otherwise v is read as it is, keys in their own order, N rows.
-    scales_from_inputs: the scales are the amax scales ('sample' or 'batch') of these very q, k, v, so
-    float inputs need no lower clamp or NaN test as they are quantized (helpers.quantize).
-    """
-    z, h, n, d = q.shape
-    if v_operand_order and v_rows is None:
-        raise ValueError("v_operand_order needs v_rows, the rows of v's storage along N")
-    v_rows = v_rows if v_operand_order else n
-    block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
-    b, mk, b_strides, m_strides, windows = _bias_mask_args(bias, mask, scales.inv_c)
-
-    def grid(meta):
-        return (z * h, triton.cdiv(n, meta["BLOCK_M"]))
-
-    wide_acc = n > c.INT32_ACC_MAX_N
-    kernel, launch_options = qflash_fwd_kernel, {}
-    if uses_fixed_config(d, wide_acc):  # straight to the jit function: no autotuner on the host path
-        config = fixed_config(n, bias is not None or mask is not None)
-        kernel, launch_options = qflash_fwd_kernel.fn, config.all_kwargs()
-    kernel[grid](
-        q, k, v, out,
-        scales.inv_q, scales.inv_k, scales.inv_v, scales.exp_mul, scales.exp_dlim, scales.inv_c,
-        scales.out_scale, b, mk,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
-        h, n, v_rows, windows,
-        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
-        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
-        SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order, **launch_options,
-    )
-    return out
-

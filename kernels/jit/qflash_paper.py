@@ -12,7 +12,11 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from .helpers import load_bias_mask, load_rows, program_rows, round_clamped, store_rows, to_output_dtype
+from ..scales import pack_scale_rows
+from .helpers import (
+    bias_mask_args, float_row, int_row, load_bias_mask, load_rows, program_rows, round_clamped, store_rows,
+    to_output_dtype,
+)
 
 PAPER_SHIFT = tl.constexpr(c.PAPER_SHIFT)
 RELEASE_SHIFT = tl.constexpr(c.PAPER_RELEASE_SHIFT)
@@ -27,6 +31,9 @@ QMIN = tl.constexpr(float(c.PAPER_QMIN))
 QMAX = tl.constexpr(float(c.PAPER_QMAX))
 QUOTIENT_MIN = tl.constexpr(-(2.0**31))
 QUOTIENT_MAX = tl.constexpr(2.0**31 - 128)
+# rows of paper_table: float32 rows first, then int32 rows
+(ROW_S_Q, ROW_S_K, ROW_S_V, ROW_OUT_SCALE, ROW_SM_SCALE, ROW_RSCALE, ROW_EXP_M, ROW_REQ_M, ROW_L_M,
+ ROW_ACC_M) = (tl.constexpr(i) for i in range(10))
 
 
 @triton.jit
@@ -107,23 +114,21 @@ def _attend_kv_tiles(
 
 @triton.jit
 def qflash_paper_fwd_kernel(
-    Q, K, V, O,
-    S_Q, S_K, S_V, OUT_SCALE, SM_SCALE, RSCALE, EXP_M, REQ_M, L_M, ACC_M,
-    BIAS, MASK,
+    Q, K, V, O, SCALES, BIAS, MASK,
     stride_qz, stride_qh, stride_qn, stride_qd,
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_vz, stride_vh, stride_vn, stride_vd,
     stride_oz, stride_oh, stride_on, stride_od,
     stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    H, N, NUM_WINDOWS,
+    Z, H, N, NUM_WINDOWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, DTYPE: tl.constexpr,
 ):
     # -- set-up: this program's rows, its head's pointers, its image's constants; Q quantized on load --
     z, h, offs_m, offs_d = program_rows(H, BLOCK_M, BLOCK_D)
     q = load_rows(Q + z * stride_qz + h * stride_qh, offs_m, offs_d, N, stride_qn, stride_qd, HEAD_DIM)
-    q = _quantize(q, tl.load(S_Q + z), DTYPE)
+    q = _quantize(q, float_row(SCALES, ROW_S_Q, z, Z), DTYPE)
     m_i = tl.full([BLOCK_M], NEG_INF, dtype=tl.int32)
     l_i = tl.full([BLOCK_M], 1, dtype=tl.int32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
@@ -131,15 +136,27 @@ def qflash_paper_fwd_kernel(
         q, acc, l_i, m_i, offs_m, K + z * stride_kz + h * stride_kh, V + z * stride_vz + h * stride_vh,
         BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
         stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-        tl.load(S_K + z), tl.load(S_V + z), tl.load(RSCALE + z), tl.load(EXP_M + z), tl.load(REQ_M + z),
-        tl.load(L_M + z), tl.load(ACC_M + z), tl.load(SM_SCALE + z), N,
+        float_row(SCALES, ROW_S_K, z, Z), float_row(SCALES, ROW_S_V, z, Z), int_row(SCALES, ROW_RSCALE, z, Z),
+        int_row(SCALES, ROW_EXP_M, z, Z), int_row(SCALES, ROW_REQ_M, z, Z), int_row(SCALES, ROW_L_M, z, Z),
+        int_row(SCALES, ROW_ACC_M, z, Z), float_row(SCALES, ROW_SM_SCALE, z, Z), N,
         HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, DTYPE,
     )
     # -- epilogue: int8(trunc(acc / l)) times s_v, in the model dtype --
     quotient = tl.math.div_rn(acc.to(tl.float32), tl.maximum(l_i, 1).to(tl.float32)[:, None])
     o8 = tl.minimum(tl.maximum(quotient, QUOTIENT_MIN), QUOTIENT_MAX).to(tl.int32).to(tl.int8)
-    out = o8.to(tl.float32) * tl.load(OUT_SCALE + z)
+    out = o8.to(tl.float32) * float_row(SCALES, ROW_OUT_SCALE, z, Z)
     store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
+
+
+def paper_table(scales) -> "torch.Tensor":
+    """PaperScales as one (PAPER_ROWS, Z) int32 kernel argument (scales.pack_scale_rows): the float32 rows
+    s_q, s_k, s_v, out_scale (NaN for a non-finite group), sm_scale, then R, exp_M, req_M, l_M, acc_M."""
+    import torch
+
+    s_v = scales.s_v.to(torch.float32)
+    out_scale = torch.where(scales.finite, s_v, torch.full_like(s_v, float("nan")))
+    return pack_scale_rows([scales.s_q, scales.s_k, s_v, out_scale, scales.sm_scale_f32],
+                           [scales.rscale, scales.exp_m, scales.req_m, scales.l_m, scales.acc_m])
 
 
 def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
@@ -148,22 +165,14 @@ def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
     import torch
 
     z, h, n, d = q.shape
-    as_f32 = [t.to(torch.float32).contiguous() for t in (scales.s_q, scales.s_k, scales.s_v)]
-    out_scale = torch.where(scales.finite, as_f32[2], torch.full_like(as_f32[2], float("nan")))
-    ints = [t.to(torch.int32).contiguous() for t in
-            (scales.rscale, scales.exp_m, scales.req_m, scales.l_m, scales.acc_m)]
-    dummy = out_scale  # never read when the flag is off
-    b = bias if bias is not None else dummy
-    mk = mask if mask is not None else dummy
-    b_strides = bias.stride() if bias is not None else (0, 0, 0)
-    m_strides = mask.stride() if mask is not None else (0, 0, 0)
-    windows = mask.shape[0] if mask is not None else 1
+    table = paper_table(scales)
+    b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, table)
     dtype = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[q.dtype]
     grid = (z * h, triton.cdiv(n, c.PAPER_QUERY_TILE))
     qflash_paper_fwd_kernel[grid](
-        q, k, v, out, *as_f32, out_scale, scales.sm_scale_f32.contiguous(), *ints, b, mk,
+        q, k, v, out, table, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
-        h, n, windows,
+        z, h, n, windows,
         HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=c.PAPER_QUERY_TILE,
         BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
         num_warps=4, num_stages=2, enable_fp_fusion=False,

@@ -15,7 +15,10 @@ import triton.language as tl
 
 from ..scales import AttentionScales
 from .amax import scales_from_amax_bits
-from .helpers import abs_max_init, abs_max_update, inverse_scale, program_head, quantize, tensor_of, to_operand_order
+from .helpers import (
+    ROW_INV_Q, abs_max_init, abs_max_update, float_row, inverse_scale, program_head, quantize, tensor_of,
+    to_operand_order,
+)
 
 
 @triton.jit
@@ -50,19 +53,15 @@ def _quantize_head(which, zh, base, sn, sd, QK_OUT, VT_OUT, ZH, N, N_PAD, inv_sc
 
 
 @triton.jit
-def _quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, INV_Q, INV_K, INV_V, H, N, N_PAD,
+def _quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, SCALES, Z, H, N, N_PAD,
                          sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                          HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                          FIRST: tl.constexpr):
     which, zh, z, base, sn, sd = program_head(H, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                                               FIRST)
-    inv = INV_Q
-    if which == 1:
-        inv = INV_K
-    elif which == 2:
-        inv = INV_V
-    _quantize_head(which, zh, base, sn, sd, QK_OUT, VT_OUT, tl.num_programs(0), N, N_PAD, tl.load(inv + z),
-                   HEAD_DIM, BLOCK_N, BLOCK_D, FIRST)
+    # the inverse scales of Q, K, V are rows 0, 1, 2 of the scales table (helpers.ROW_INV_Q + which)
+    _quantize_head(which, zh, base, sn, sd, QK_OUT, VT_OUT, tl.num_programs(0), N, N_PAD,
+                   float_row(SCALES, ROW_INV_Q + which, z, Z), HEAD_DIM, BLOCK_N, BLOCK_D, FIRST)
 
 
 @triton.jit
@@ -133,15 +132,15 @@ def quantize_qkv(q, k, v, scales, quantize_q: bool = True) -> tuple[torch.Tensor
     first = 0 if quantize_q else 1
     block_n = max(16, min(64, triton.next_power_of_2(n)))
     _quantize_qkv_kernel[(z * h, 3 - first)](
-        q, k, v, qk, vt, scales.inv_q, scales.inv_k, scales.inv_v, h, n, n_pad,
+        q, k, v, qk, vt, scales.table, z, h, n, n_pad,
         *q.stride(), *k.stride(), *v.stride(),
         HEAD_DIM=d, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(d), FIRST=first, num_warps=4,
     )
     return _int8_views(q, qk, vt, n, n_pad)
 
 
-# rows per step and warps of the one-pass kernel's programs (one per image and tensor): the best of five
-# shapes for ViT-B and DeiT-S at 256 images, within 2 % of the best for DeiT-T
+# rows per step and warps of the one-pass kernel's programs (one per image and tensor): the best of the
+# shapes measured in docs/performance.md ("qflash op paths")
 ONE_PASS_ROWS = 64
 ONE_PASS_WARPS = 8
 

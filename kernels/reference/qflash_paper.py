@@ -61,9 +61,7 @@ def paper_scales(q, k, v, granularity: str = "batch", group: int = 1, static_sca
     'static': static_scales = (s_q, s_k, s_v), floats or (Z,) tensors.
     """
     z, _, _, d = q.shape
-    if granularity == "static":
-        if static_scales is None or len(static_scales) != 3:
-            raise ValueError("granularity='static' needs static_scales=(s_q, s_k, s_v)")
+    if granularity == "static":  # static_scales checked by the caller (validation.check_static_scales)
         s = [torch.as_tensor(x, device=q.device).to(q.dtype).expand(z).clone() for x in static_scales]
         amax_finite = torch.ones(z, dtype=torch.bool, device=q.device)
     else:

@@ -22,7 +22,7 @@ def open_source(data: str, split: str = "validation", limit: Optional[int] = Non
     check_num_samples(limit, None, data)
     kind, _, rest = data.partition(":")
     if kind in PREFIXES and rest:
-        return {"hub": lambda: HubSource(rest, split, limit), "parquet": lambda: _parquet(rest, limit, True),
+        return {"hub": lambda: _hub(rest, split, limit), "parquet": lambda: _parquet(rest, limit, True),
                 "folder": lambda: _folder(rest, limit)}[kind]()
     path = pathlib.Path(data).expanduser()
     if any(ch in data for ch in "*?[") and glob.glob(data):
@@ -52,6 +52,13 @@ def _parquet(location: str, limit: Optional[int], required: bool) -> Optional[Pa
             raise DataError(f"parquet:{location}: no parquet file there")
         return None
     return ParquetSource(files, str(path) if path.exists() else location, limit)
+
+
+def _hub(dataset_id: str, split: str, limit: Optional[int]) -> HubSource:
+    if not HUB_ID.match(dataset_id):
+        raise DataError(f"hub:{dataset_id} is not a hub dataset id (owner/name); for local files use parquet: or "
+                        "folder:")
+    return HubSource(dataset_id, split, limit)
 
 
 def _folder(location: str, limit: Optional[int]) -> FolderSource:

@@ -69,7 +69,10 @@ def test_results_csv_name_writes_every_output_beside_it(tmp_path, weights, folde
     out = tmp_path / "r.csv"
     assert main(base(weights, folder, out, "-b", "5")) == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["schema_version"] >= 3 and report["batch_sizes_run"] == {"2": 1, "5": 2}
+    assert report["schema_version"] >= 4 and report["batch_sizes_run"] == {"2": 1, "5": 2}
+    from qflash_eval.run_config import FIELD_NAMES
+
+    assert list(report["settings"]) == list(FIELD_NAMES) and report["settings"]["batch_size"] == 5
     rows = list(csv.DictReader(open(out)))
     assert [r["mode"] for r in rows] == ["fp16", "fp32"]
     for r in rows:  # tidy: one value per column, numbers as numbers

@@ -263,3 +263,33 @@ def test_empty_parquet_and_string_labels_are_errors_naming_the_file(tmp_path, ki
     pq.write_table(table, tmp_path / "x.parquet")
     with pytest.raises(DataError, match=match):
         open_source(str(tmp_path / "x.parquet"))
+
+
+def test_explicit_prefixes_name_the_source_kind(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    folder = write_flat_folder(tmp_path / "imgs")
+    assert open_source(f"folder:{folder}").describe() == open_source(str(folder)).describe()
+    assert labels_of(open_source(f"folder:{folder}")) == labels_of(open_source(str(folder)))
+    shards = write_parquet_shards(tmp_path / "pq", [3, 1, 4, 1, 5])
+    by_prefix = open_source(f"parquet:{shards}", limit=3)
+    assert by_prefix.kind == "parquet" and labels_of(by_prefix) == labels_of(open_source(str(shards), limit=3))
+    assert open_source(f"parquet:{shards}/*.parquet").size == 5
+    with pytest.raises(DataError, match="parquet:.*no parquet file"):
+        open_source(f"parquet:{folder}")  # a folder of JPEGs is not parquet, whatever the guess would say
+    with pytest.raises(DataError, match="folder:.*no such folder"):
+        open_source(f"folder:{tmp_path / 'missing'}")
+    with pytest.raises(DataError, match="not a hub dataset id"):
+        open_source(f"hub:{shards}")  # hub: never reads a local path
+    with pytest.raises(HubUnavailableError, match="--data"):
+        open_source("hub:ILSVRC/imagenet-1k")  # offline here: fails fast
+
+
+def test_a_folder_source_imports_no_datasets(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "imgs").mkdir()
+    folder = write_flat_folder(tmp_path / "imgs")
+    code = ("import sys; from qflash_eval.data import open_source; "
+            f"s = open_source({str(folder)!r}); list(s.records()); assert 'datasets' not in sys.modules, 'datasets'")
+    subprocess.run([sys.executable, "-c", code], check=True)

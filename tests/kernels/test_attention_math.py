@@ -91,6 +91,21 @@ def test_scales_are_per_sample_and_stay_on_device(rng):
     assert torch.equal(batch.inv_q, batch.inv_q[:1].expand(4))
 
 
+def test_scales_are_one_table_the_kernels_take_as_one_argument(rng, device):
+    from qflash_kernels.scales import FLOAT_SCALE_ROWS, SCALE_ROWS
+
+    q, k, v = random_qkv(rng, 3, 2, 70, 64, device=device)
+    s = compute_scales(q, k, v, "sample")
+    assert s.table.shape == (len(SCALE_ROWS), 3) and s.table.dtype == torch.int32 and s.table.is_contiguous()
+    for i, name in enumerate(SCALE_ROWS):
+        row = getattr(s, name)
+        assert row.data_ptr() == s.table[i].data_ptr()  # a view: the kernels read what the references read
+        assert row.dtype == (torch.float32 if i < FLOAT_SCALE_ROWS else torch.int32)
+    amax = q.abs().amax(dim=(1, 2, 3)).float()
+    assert torch.equal(s.s_q, amax / torch.full_like(amax, 127.0))  # tensor / tensor: correctly rounded on CUDA too
+    assert (s.exp_mul > 0).all() and (s.exp_dlim > 0).all()
+
+
 @pytest.mark.parametrize(
     "make, error, match",
     [

@@ -57,7 +57,7 @@ def test_bit_exact_for_whole_and_partial_key_tiles(rng, device, n, with_bias):
 
 @pytest.mark.parametrize("n", [16, 17, 90, 209])  # a head's last rows in a 16- or 32-row block, full or not
 def test_bit_exact_for_query_tail_blocks(rng, device, n):
-    from qflash_kernels.jit.qflash import tail_rows
+    from qflash_kernels.jit.qflash_launch import tail_rows
 
     assert tail_rows(n) in (16, 32)
     q, k, v = random_qkv(rng, 2, 3, n, 64, device=device)
@@ -267,9 +267,9 @@ def test_passes_leaving_q_in_float(rng, device):
 
 
 def test_op_through_the_one_launch_quantization_is_bit_exact(rng, device, monkeypatch):
-    import qflash_kernels.api as attention
+    import qflash_kernels.jit.qflash_launch as launcher
 
-    monkeypatch.setattr(attention, "_one_pass_pays", lambda q: True)  # small test batches, CPU too
+    monkeypatch.setattr(launcher, "one_pass_pays", lambda q: True)  # small test batches, CPU too
     q, k, v = random_qkv(rng, 3, 2, 100, 64, device=device)
     from qflash_kernels.jit.quantize import scales_and_int8_qkv
 
@@ -281,7 +281,7 @@ def test_op_through_the_one_launch_quantization_is_bit_exact(rng, device, monkey
 def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rng, device):
     """Scale 1 makes x.5 inputs exact ties: the reference (torch.round) and the kernel's magic-number
     rounding must both send them to the even neighbour, on load and in the quantize pass."""
-    from qflash_kernels.jit.qflash import launch_qflash
+    from qflash_kernels.jit.qflash_launch import launch_qflash
     from qflash_kernels.constants import BIAS_INT_LIMIT
     from qflash_kernels.scales import bias_to_score_units
     from qflash_kernels.jit.quantize import quantize_qkv, v_in_key_order
@@ -309,7 +309,7 @@ def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rn
 
 
 def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
-    from qflash_kernels.jit.qflash import launch_qflash
+    from qflash_kernels.jit.qflash_launch import launch_qflash
     from qflash_kernels.jit.quantize import quantize_qkv
 
     q, k, v = random_qkv(rng, 2, 3, 197, 64, device=device)

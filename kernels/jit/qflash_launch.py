@@ -1,0 +1,112 @@
+"""qflash on the Triton path: the choice of quantization pass, the launch shape, and the launch.
+
+Where Q/K/V become int8 (docs/performance.md, "qflash op paths"): up to PREQUANTIZE_ABOVE_N keys the
+kernel quantizes them as it loads them (one query block per head, so no tile is quantized twice); above
+it K and V get one int8 pass first (several query blocks would each quantize every K/V tile again), fused
+with the per-image amax where that pays (ONE_PASS_*). Q is always quantized on load: each query row is
+read once.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+import triton
+
+from .. import constants as c
+from ..scales import AttentionScales, ScaleRule
+from .helpers import bias_mask_args
+from .qflash import KEY_TILE, fixed_config, qflash_fwd_kernel, uses_fixed_config
+
+PREQUANTIZE_ABOVE_N = 64
+# per-image amax and int8 K/V in one launch (a program per image and tensor) pays when its programs fill
+# the GPU twice or each is small; else amax, constants and quantize launches spread the work wider
+ONE_PASS_MIN_IMAGES = 16
+ONE_PASS_SMALL_IMAGE = 65536  # elements of one image's Q (H * N * D)
+
+
+def qflash_triton(q, k, v, bias=None, mask=None, scales: Optional[AttentionScales] = None,
+                  rule: ScaleRule = ScaleRule()) -> torch.Tensor:
+    """qflash of validated float (Z, H, N, D) q, k, v with `scales`, or with scales formed by `rule` here
+    (the per-image amax may then run fused with the int8 pass). Returns a (Z, H, N, D) view of (Z, N, H, D)."""
+    from .quantize import quantize_qkv, scales_and_int8_qkv
+
+    out = empty_output(q.shape, q.dtype, q.device)
+    from_inputs = scales is None and rule.from_inputs
+    if q.shape[2] <= PREQUANTIZE_ABOVE_N:
+        scales = scales if scales is not None else rule.compute(q, k, v)
+        return launch_qflash(q, k, v, out, scales, bias, mask, scales_from_inputs=from_inputs)
+    if scales is None and rule.fusable and one_pass_pays(q):
+        scales, (q, k, v, v_rows) = scales_and_int8_qkv(q, k, v, quantize_q=False)
+    else:
+        scales = scales if scales is not None else rule.compute(q, k, v)
+        q, k, v, v_rows = quantize_qkv(q, k, v, scales, quantize_q=False)
+    return launch_qflash(q, k, v, out, scales, bias, mask, v_operand_order=True, v_rows=v_rows,
+                         scales_from_inputs=from_inputs)
+
+
+def one_pass_pays(q: torch.Tensor) -> bool:
+    z, h, n, d = q.shape
+    if not q.is_cuda or z < ONE_PASS_MIN_IMAGES:  # the interpreter takes it only when a test asks
+        return False
+    return 3 * z >= 2 * _sm_count(q.device) or h * n * d <= ONE_PASS_SMALL_IMAGE
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def empty_output(shape, dtype, device) -> torch.Tensor:
+    """A (Z, H, N, D) view of (Z, N, H, D) storage, as PyTorch's flash SDPA returns."""
+    z, h, n, d = shape
+    return torch.empty((z, n, h, d), dtype=dtype, device=device).transpose(1, 2)
+
+
+def tail_rows(n: int) -> int:
+    """Rows (16 or 32) of the block that takes a head's last n % 64 rows when at most 32 remain (0: none).
+
+    A tl.dot needs at least 16 rows; 64-row programs cover the rest.
+    """
+    tail = n % 64
+    if tail == 0:
+        return 0
+    return 16 if tail <= 16 else 32 if tail <= 32 else 0
+
+
+def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=False, v_rows=None,
+                  scales_from_inputs=False):
+    """Run the kernel on validated (Z, H, N, D) tensors; `out` is written in place and returned.
+
+    v_operand_order: v is quantize.quantize_qkv's V, each 16 keys stored in the P.V operand's order
+    (quantize.operand_key_order), with v_rows (>= N) rows along N that may be read, zero past N.
+    Otherwise v is read as it is, keys in their own order, N rows.
+    scales_from_inputs: the scales are the amax scales ('sample' or 'batch') of these very q, k, v, so
+    float inputs need no lower clamp or NaN test as they are quantized (helpers.quantize).
+    """
+    z, h, n, d = q.shape
+    if v_operand_order and v_rows is None:
+        raise ValueError("v_operand_order needs v_rows, the rows of v's storage along N")
+    v_rows = v_rows if v_operand_order else n
+    block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
+    b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, scales.table)
+
+    def grid(meta):
+        return (z * h, triton.cdiv(n, meta["BLOCK_M"]))
+
+    wide_acc = n > c.INT32_ACC_MAX_N
+    kernel, launch_options = qflash_fwd_kernel, {}
+    if uses_fixed_config(d, wide_acc):  # straight to the jit function: no autotuner on the host path
+        config = fixed_config(n, bias is not None or mask is not None)
+        kernel, launch_options = qflash_fwd_kernel.fn, config.all_kwargs()
+    kernel[grid](
+        q, k, v, out, scales.table, b, mk,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
+        z, h, n, v_rows, windows,
+        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
+        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
+        SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order, **launch_options,
+    )
+    return out
+
