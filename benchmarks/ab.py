@@ -19,7 +19,7 @@ import torch
 import qflash_kernels as new
 from qflash_eval.workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
 
-from .bench import SDPA_BACKENDS, graph_median_ms, sdpa_fn, swin_bias_mask
+from .timing import SDPA_BACKENDS, graph_median_ms, sdpa_fn, swin_bias_mask
 
 
 def kernel_and_op(pkg, q, k, v, bias_mask):

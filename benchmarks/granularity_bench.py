@@ -14,7 +14,7 @@ import torch
 import qflash_kernels as qk
 from qflash_eval.workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
 
-from .bench import SDPA_BACKENDS, graph_median_ms, sdpa_fn, sqnr_db, swin_bias_mask
+from .timing import SDPA_BACKENDS, graph_median_ms, sdpa_fn, sqnr_db, swin_bias_mask
 
 OPS = {"qflash": qk.qflash_attention, "qflash_paper": qk.qflash_paper_attention, "ivit": qk.ivit_attention}
 

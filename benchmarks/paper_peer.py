@@ -18,7 +18,7 @@ import torch
 import qflash_kernels as qk
 from qflash_eval.workloads import SWIN_WORKLOADS, WORKLOADS, shape_at_batch
 
-from .bench import SDPA_BACKENDS, graph_median_ms, median_ms, sdpa_fn, swin_bias_mask
+from .timing import SDPA_BACKENDS, graph_median_ms, median_ms, sdpa_fn, swin_bias_mask
 
 DEFAULT_PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "qflash_official"
 

@@ -148,7 +148,7 @@ def qflash_paper_fwd_kernel(
     store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 
 
-def paper_table(scales) -> "torch.Tensor":
+def paper_table(scales):
     """PaperScales as one (PAPER_ROWS, Z) int32 kernel argument (scales.pack_scale_rows): the float32 rows
     s_q, s_k, s_v, out_scale (NaN for a non-finite group), sm_scale, then R, exp_M, req_M, l_M, acc_M."""
     import torch

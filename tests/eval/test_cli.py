@@ -1,4 +1,5 @@
-"""The command line as a user meets it: flags, bad input, faults, signals, resume, outputs, compare, the API.
+"""The command line as a user meets it: flags, bad input, outputs, compare, the suite, the API
+(faults, signals and resume: test_cli_faults.py).
 
 Random-weight DeiT-Tiny on a dozen synthetic images: plumbing, not accuracy.
 """
@@ -6,61 +7,15 @@ import csv
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 
 import pytest
 import timm
 import torch
-from PIL import Image
 
+from cli_fixtures import ROOT, base, errors_of, folder, model_state, weights  # noqa: F401 - fixtures
 from qflash_eval.cli import main
-from qflash_eval.data import imagenet_wnids
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-WNIDS = imagenet_wnids()
-
-
-@pytest.fixture(scope="module")
-def model_state():
-    torch.manual_seed(0)
-    return timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict()
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory, model_state):
-    from safetensors.torch import save_file
-
-    path = tmp_path_factory.mktemp("w") / "deit_tiny.safetensors"
-    save_file(model_state, str(path))
-    return path
-
-
-def make_folder(root: pathlib.Path, n: int = 12, bad: dict = None) -> pathlib.Path:
-    """n images named by wnid; bad maps a position to the bytes of an unreadable file there."""
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        f = root / f"{WNIDS[i * 37 % 1000]}_{i:03d}.JPEG"
-        if bad and i in bad:
-            f.write_bytes(bad[i])
-        else:
-            Image.new("RGB", (72, 64), (20 * i % 255, 90, 200 - 10 * i)).save(f)
-    return root
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("data") / "imgs")
-
-
-def base(weights, data, out, *extra):
-    return ["--model", "deit_tiny", "--weights", str(weights), "--data", str(data), "--mode", "fp32",
-            "--results", str(out), "--no-progress", "-j", "0", *extra]
-
-
-def errors_of(capsys) -> str:
-    return capsys.readouterr().err
 
 
 # ---- results files ---------------------------------------------------------------------------------------
@@ -235,107 +190,6 @@ def test_help_version_and_compare_start_without_torch(argv):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "qflash-eval" in done.stdout or "usage" in done.stdout
-
-
-# ---- unusable items, signals, resume ------------------------------------------------------------------------
-
-def test_unreadable_image_stops_and_keeps_the_finished_batches(tmp_path, weights, capsys):
-    data = make_folder(tmp_path / "d", 12, bad={5: b"not an image"})
-    out = tmp_path / "r.json"
-    assert main(base(weights, data, out, "-b", "2")) == 1
-    report = json.loads(out.read_text())
-    assert report["data"]["count"] == 4 and not report["complete"] and "_005.JPEG" in report["stopped"][0]
-    assert "stopped early" in errors_of(capsys)
-    assert main(base(weights, data, tmp_path / "s.json", "-b", "2", "--skip-unreadable")) == 0
-    skipped = json.loads((tmp_path / "s.json").read_text())
-    assert skipped["data"]["count"] == 11 and skipped["unusable"][0]["index"] == 5
-    assert "unusable item(s) skipped" in (tmp_path / "s.md").read_text()
-    assert skipped["results"]["fp32"]["count"] == 11 and skipped["batch_sizes_run"] == {"1": 1, "2": 5}
-
-
-def test_unreadable_image_in_a_decode_worker_is_one_line(tmp_path, weights, capsys):
-    data = make_folder(tmp_path / "d", 6, bad={2: b""})
-    assert main(base(weights, data, tmp_path / "r.json", "-b", "2", "-j", "2")) == 1
-    message = errors_of(capsys)
-    assert "_002.JPEG" in message and "Traceback" not in message
-
-
-def interrupt_at_call(monkeypatch, call: int, signum=None):
-    """The (call)-th model forward raises Ctrl-C, or sends this process `signum`."""
-    import qflash_eval.evaluate as evaluate_module
-
-    real = evaluate_module.ModeModel.__call__
-    calls = {"n": 0}
-
-    def forward(self, images):
-        calls["n"] += 1
-        if calls["n"] == call:
-            if signum is None:
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signum)
-        return real(self, images)
-
-    monkeypatch.setattr(evaluate_module.ModeModel, "__call__", forward)
-
-
-def test_sigterm_writes_the_finished_work(tmp_path, weights, folder, monkeypatch):
-    interrupt_at_call(monkeypatch, 5, signal.SIGTERM)  # two modes: the 5th forward is the third batch
-    out = tmp_path / "r.json"
-    assert main(base(weights, folder, out, "-b", "3")) == 143
-    report = json.loads(out.read_text())
-    assert report["interrupted"] and report["interrupted_by"] == "SIGTERM" and report["data"]["count"] == 6
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
-
-
-def test_ctrl_c_during_start_up_is_one_line(tmp_path, weights, folder, monkeypatch, capsys):
-    import qflash_eval.run as run_module
-
-    def interrupted(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(run_module, "create_model", interrupted)
-    assert main(base(weights, folder, tmp_path / "r.json")) == 130
-    assert errors_of(capsys).strip() == "eval.py: interrupted"
-
-
-def comparable(report: dict) -> dict:
-    keep = {k: v for k, v in report["results"].items()}
-    for entry in keep.values():
-        for key in ("images_per_s", "model_seconds"):
-            entry.pop(key)
-    return {"results": keep, "per_class": report["per_class"], "count": report["data"]["count"],
-            "batch_sizes_run": report["batch_sizes_run"]}
-
-
-def test_resume_equals_an_uninterrupted_run(tmp_path, weights, folder, monkeypatch):
-    extra = ["--mode", "fp32,qflash", "--granularity", "batch", "--dtype", "float32", "--qflash-backend",
-             "reference", "-b", "4"]
-    full = tmp_path / "full.json"
-    assert main(base(weights, folder, full, *extra)) == 0
-    part = tmp_path / "part.json"
-    with monkeypatch.context() as m:
-        interrupt_at_call(m, 7)  # three modes: the 7th forward is the third batch's first
-        assert main(base(weights, folder, part, *extra)) == 130
-    assert json.loads(part.read_text())["data"]["count"] == 8
-    assert main(["--resume", str(part), "--no-progress", "--mode", "fp32"]) == 2  # contradicts the saved run
-    assert main(["--resume", str(part), "--no-progress", "-j", "0"]) == 0
-    resumed = json.loads(part.read_text())
-    assert resumed["resumed_from"]["images_before"] == 8 and resumed["complete"]
-    assert comparable(resumed) == comparable(json.loads(full.read_text()))
-    strip = lambda p: p.read_text()
-    assert strip(tmp_path / "part.predictions.csv") == strip(tmp_path / "full.predictions.csv")
-
-
-def test_batch_granularity_batches_do_not_depend_on_workers(tmp_path, weights, folder):
-    extra = ["--mode", "qflash", "--granularity", "batch", "--dtype", "float32", "--qflash-backend", "reference",
-             "-b", "4", "--no-fp16-reference"]
-    one, two = tmp_path / "one.json", tmp_path / "two.json"
-    assert main(base(weights, folder, one, *extra)) == 0
-    assert main([a if a != "0" else "3" for a in base(weights, folder, two, *extra)]) == 0
-    assert json.loads(two.read_text())["workers"] == 3
-    for path in (one, two):
-        assert json.loads(path.read_text())["batch_sizes_run"] == {"4": 3}
-    assert (tmp_path / "one.predictions.csv").read_text() == (tmp_path / "two.predictions.csv").read_text()
 
 
 # ---- compare, the suite, the Python API ------------------------------------------------------------------------
