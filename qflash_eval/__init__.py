@@ -1,6 +1,6 @@
 """qflash-eval: ImageNet accuracy of timm vision transformers with integer attention (QFlash, I-ViT).
 
-    from qflash_eval import evaluate_model, swap_attention, AttentionConfig, MODES, __version__
+    from qflash_eval import evaluate_model, swap_attention, AttentionConfig, MODES, RunConfig, __version__
 
 Names are imported on first use, so that `import qflash_eval` (and `eval.py --help`) stays instant.
 """
@@ -15,6 +15,7 @@ except metadata.PackageNotFoundError:  # a source tree on PYTHONPATH
 
 _EXPORTS = {
     "evaluate_model": "api",
+    "RunConfig": "run_config",
     "swap_attention": "attention_swap",
     "AttentionConfig": "modes",
     "MODES": "modes",

@@ -34,26 +34,31 @@ def test_unreadable_image_in_a_decode_worker_is_one_line(tmp_path, weights, caps
     assert "_002.JPEG" in message and "Traceback" not in message
 
 
-def interrupt_at_call(monkeypatch, call: int, signum=None):
-    """The (call)-th model forward raises Ctrl-C, or sends this process `signum`."""
+def interrupt_after_batches(monkeypatch, batches: int, signum=None):
+    """Ctrl-C (or the signal `signum` to this process) as soon as `batches` batches have finished: the test
+    waits for progress, not for a number of forward calls (warm-up calls on CUDA) or for a time."""
+    import dataclasses
+
     import qflash_eval.evaluate as evaluate_module
 
-    real = evaluate_module.ModeModel.__call__
-    calls = {"n": 0}
+    class StopAfter(list):
+        def append(self, batch):
+            super().append(batch)
+            if len(self) == batches:
+                if signum is None:
+                    raise KeyboardInterrupt
+                os.kill(os.getpid(), signum)
 
-    def forward(self, images):
-        calls["n"] += 1
-        if calls["n"] == call:
-            if signum is None:
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signum)
-        return real(self, images)
+    @dataclasses.dataclass
+    class Interrupting(evaluate_module.PerImage):
+        def __post_init__(self):
+            self.batches = StopAfter()
 
-    monkeypatch.setattr(evaluate_module.ModeModel, "__call__", forward)
+    monkeypatch.setattr(evaluate_module, "PerImage", Interrupting)
 
 
 def test_sigterm_writes_the_finished_work(tmp_path, weights, folder, monkeypatch):
-    interrupt_at_call(monkeypatch, 5, signal.SIGTERM)  # two modes: the 5th forward is the third batch
+    interrupt_after_batches(monkeypatch, 2, signal.SIGTERM)
     out = tmp_path / "r.json"
     assert main(base(weights, folder, out, "-b", "3")) == 143
     report = json.loads(out.read_text())
@@ -88,7 +93,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, weights, folder, monkeypat
     assert main(base(weights, folder, full, *extra)) == 0
     part = tmp_path / "part.json"
     with monkeypatch.context() as m:
-        interrupt_at_call(m, 7)  # three modes: the 7th forward is the third batch's first
+        interrupt_after_batches(m, 2)
         assert main(base(weights, folder, part, *extra)) == 130
     assert json.loads(part.read_text())["data"]["count"] == 8
     assert main(["--resume", str(part), "--no-progress", "--mode", "fp32"]) == 2  # contradicts the saved run

@@ -50,8 +50,9 @@ def test_smoke_accuracy(smoke_report):
     assert smoke_report["schema_version"] >= 2 and smoke_report["paper_top1"]["qflash"] == 71.70
 
 
-def test_interpreted_kernel_gives_identical_logits_on_real_images():
-    """A few real images through the Triton kernel (interpreter on CPU) and through the reference."""
+def test_triton_kernel_gives_identical_logits_on_real_images(device):
+    """A few real images through the Triton kernel (the interpreter on a CPU, compiled on CUDA) and through
+    the reference, on the same device."""
     require_shared()
     from qflash_eval.attention_swap import AttentionConfig, swap_attention
     from qflash_eval.data import decode_rgb, open_source
@@ -61,8 +62,8 @@ def test_interpreted_kernel_gives_identical_logits_on_real_images():
     loaded = create_model("deit_tiny", str(DEIT_TINY_WEIGHTS))
     transform = eval_transform(eval_data_config(loaded.model))
     records = list(open_source(str(SAMPLE_IMAGES), limit=2).records())
-    images = torch.stack([transform(decode_rgb(r)) for r in records]).half()
-    fp16_model = loaded.model.half().eval()
+    images = torch.stack([transform(decode_rgb(r)) for r in records]).half().to(device)
+    fp16_model = loaded.model.half().eval().to(device)
     with torch.inference_mode():
         fp16_top1 = fp16_model(images).argmax(1)
     logits = {}
@@ -71,7 +72,7 @@ def test_interpreted_kernel_gives_identical_logits_on_real_images():
         model.load_state_dict(loaded.model.state_dict())
         swap_attention(model, AttentionConfig("qflash", backend=backend))
         with torch.inference_mode():
-            logits[backend] = model.half().eval()(images)
+            logits[backend] = model.half().eval().to(device)(images)
     assert torch.equal(logits["triton"], logits["reference"])
     assert torch.isfinite(logits["triton"]).all()
     assert torch.equal(logits["triton"].argmax(1), fp16_top1)  # agrees with SDPA fp16 on these images
