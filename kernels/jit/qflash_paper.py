@@ -29,8 +29,9 @@ MASKED_BELOW = tl.constexpr(c.PAPER_MASKED_BELOW)
 LOG2E = tl.constexpr(c.PAPER_LOG2E)
 QMIN = tl.constexpr(float(c.PAPER_QMIN))
 QMAX = tl.constexpr(float(c.PAPER_QMAX))
-QUOTIENT_MIN = tl.constexpr(-(2.0**31))
-QUOTIENT_MAX = tl.constexpr(2.0**31 - 128)
+QUOTIENT_LIMIT = tl.constexpr(2.0**31)
+INT32_MAX = tl.constexpr(2**31 - 1)
+INT32_MIN = tl.constexpr(-(2**31))
 # rows of paper_table: float32 rows first, then int32 rows
 (ROW_S_Q, ROW_S_K, ROW_S_V, ROW_OUT_SCALE, ROW_SM_SCALE, ROW_RSCALE, ROW_EXP_M, ROW_REQ_M, ROW_L_M,
  ROW_ACC_M) = (tl.constexpr(i) for i in range(10))
@@ -48,6 +49,16 @@ def _quantize(x, s, dtype: tl.constexpr):
     t = _in_dtype(tl.math.div_rn(x.to(tl.float32), s), dtype)
     t = tl.where(t == t, t, 0.0)
     return round_clamped(tl.minimum(tl.maximum(t, QMIN), QMAX)).to(tl.int8)
+
+
+@triton.jit
+def _float_to_int32_gpu(x):
+    # reference.float_to_int32_gpu: toward zero, saturating at the int32 limits, NaN -> 0, written out so
+    # that the interpreter (INT_MIN for all of them) computes the GPU's bits
+    high = x >= QUOTIENT_LIMIT
+    low = x < -QUOTIENT_LIMIT
+    inside = tl.where((x >= -QUOTIENT_LIMIT) & (x < QUOTIENT_LIMIT), x, 0.0).to(tl.int32)
+    return tl.where(high, INT32_MAX, tl.where(low, INT32_MIN, inside))
 
 
 @triton.jit
@@ -141,9 +152,10 @@ def qflash_paper_fwd_kernel(
         int_row(SCALES, ROW_ACC_M, z, Z), float_row(SCALES, ROW_SM_SCALE, z, Z), N,
         HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, DTYPE,
     )
-    # -- epilogue: int8(trunc(acc / l)) times s_v, in the model dtype --
-    quotient = tl.math.div_rn(acc.to(tl.float32), tl.maximum(l_i, 1).to(tl.float32)[:, None])
-    o8 = tl.minimum(tl.maximum(quotient, QUOTIENT_MIN), QUOTIENT_MAX).to(tl.int32).to(tl.int8)
+    # -- epilogue: int8(trunc(acc / l)) times s_v, in the model dtype; l as it is (0 or negative where the
+    # published arithmetic broke down), the float -> int32 step saturating as on the GPU --
+    quotient = tl.math.div_rn(acc.to(tl.float32), l_i.to(tl.float32)[:, None])
+    o8 = _float_to_int32_gpu(quotient).to(tl.int8)
     out = o8.to(tl.float32) * float_row(SCALES, ROW_OUT_SCALE, z, Z)
     store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 

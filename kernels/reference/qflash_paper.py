@@ -10,12 +10,11 @@ Per query row, over key tiles of 32 keys (its default launch configuration), m =
   x = S - m_new;  q = (x exp_M) >> 16;  r = x + q R;  p = ((r >> 1) + R) >> q      (linear exp2)
   p8 = (p req_M + 2**15) >> 16 as int8                                          (7-bit probability)
   alpha = exp2(m - m_new);  l = (l alpha l_M + 2**29) >> 30 + sum p8;  acc likewise + p8 . V_int
-  out = int8(trunc(float32(acc) / float32(l))) * s_v, in x's dtype
+  out = int8(trunc(float32(acc) / float32(l))) * s_v, in x's dtype, the float -> int32 step as the GPU does it
 The integer steps keep the published int32 semantics: products and sums wrap at 32 bits, a shift by 32 or
 more (or by a negative count) gives 0 or -1, a cast to int8 keeps the low byte. Where the published code is
 undefined or breaks, this spec says what it does instead (docs/algorithm.md): an all-zero tensor gets
-s = 1/127 instead of a division by zero, a non-finite group gives NaN outputs, R >= 1, l >= 1 in the final
-division, and a converted bias beyond +-2**20 saturates there instead of wrapping the scores.
+s = 1/127 instead of a division by zero, a non-finite group gives NaN outputs, R >= 1, and a converted bias beyond +-2**20 saturates there instead of wrapping the scores.
 """
 from __future__ import annotations
 
@@ -111,6 +110,15 @@ def wrap8(x: torch.Tensor) -> torch.Tensor:
     return ((x + 128) & 0xFF) - 128
 
 
+def float_to_int32_gpu(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> int32 as the GPU converts (cvt.rzi.s32.f32): toward zero, saturating at the int32 limits,
+    NaN -> 0 (the Triton interpreter gives INT_MIN for every value it cannot represent). int64 values."""
+    inside = torch.where((x >= -2.0**31) & (x < 2.0**31), x, torch.zeros_like(x))
+    out = torch.trunc(inside).long()
+    out = torch.where(x >= 2.0**31, torch.full_like(out, 2**31 - 1), out)
+    return torch.where(x < -2.0**31, torch.full_like(out, -(2**31)), out)
+
+
 def shift_right(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """Arithmetic x >> count of int32 values; counts outside [0, 31] (as unsigned, 32 or more) give 0 or -1."""
     return x >> torch.clamp(torch.where(count < 0, torch.full_like(count, 31), count), max=31)
@@ -189,8 +197,8 @@ def qflash_paper_reference(
         acc = scale_release(acc, alpha, acc_m)
         acc = wrap32(acc + (p8[..., :stop - start].double() @ vi[:, :, start:stop]).long())
         m = m_new
-    quotient = acc.float() / torch.clamp(l, min=1).float()
-    o8 = wrap8(torch.clamp(quotient, -2.0**31, 2.0**31 - 128).long())  # trunc toward zero, then the low byte
+    quotient = acc.float() / l.float()  # l as it is: 0 or negative where the published arithmetic broke down
+    o8 = wrap8(float_to_int32_gpu(quotient))
     out = (o8.to(q.dtype) * scales.s_v.view(col)).to(q.dtype)
     out = torch.where(scales.finite.view(col), out, torch.full_like(out, float("nan")))
     return (out, acc, l) if return_state else out
