@@ -23,7 +23,7 @@ from .prepared import PreparedRun
 from .provenance import device_name
 from .resume import load_prior
 from .run_config import RunConfig
-from .signals import StopSignals
+from .signals import StopSignals, held
 from .transforms import describe, eval_data_config, eval_transform
 
 EXIT_STOPPED = 1  # the run ended early on bad data; the finished part was written
@@ -134,7 +134,8 @@ def finish(run: PreparedRun, gathered, signals: StopSignals) -> tuple[int, dict]
     result["timing"] = report.timing(this_part[0], gathered.wall, gathered.data_wait, gathered.first_batch,
                                      this_part[1], dict(zip(run.modes, gathered.warmup_seconds)))
     if run.paths is not None:
-        files = outputs.write_outputs(result, run.paths, gathered.rows)
+        with held():  # a Ctrl-C now waits until every file, the JSON last, is written
+            files = outputs.write_outputs(result, run.paths, gathered.rows)
         print(report.markdown(result))
         print("written: " + ", ".join(str(f) for f in files))
     for reason in gathered.stopped:

@@ -34,3 +34,23 @@ class StopSignals:
 
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.received or "SIGINT", 130)
+
+
+@contextlib.contextmanager
+def held():
+    """SIGINT and SIGTERM held back while finished work is written: a Ctrl-C pressed then is recorded, and
+    raised as KeyboardInterrupt once every file is on disk. (Blocking the signals would not do: another
+    thread of the process may take them.) Outside the main thread nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt

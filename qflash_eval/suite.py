@@ -18,6 +18,7 @@ from .models import RANDOM_WEIGHTS
 from .report import SCHEMA_VERSION
 from .run import run_one
 from .run_config import RunConfig
+from .signals import held
 
 
 def evaluate_models(config: RunConfig) -> int:
@@ -67,7 +68,8 @@ def run_suite(config: RunConfig, names: list[str]) -> int:
             break  # interrupted or stopped: the finished models are written below
     if not reports and not unavailable:
         return code
-    write_combined(combined, names, reports, unavailable, per_model)
+    with held():
+        write_combined(combined, names, reports, unavailable, per_model)
     return code if reports else 2
 
 

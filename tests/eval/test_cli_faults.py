@@ -66,6 +66,24 @@ def test_sigterm_writes_the_finished_work(tmp_path, weights, folder, monkeypatch
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
 
+def test_ctrl_c_while_the_results_are_written_leaves_every_file(tmp_path, weights, folder, monkeypatch):
+    import qflash_eval.outputs as outputs_module
+
+    real = outputs_module.atomic_write
+
+    def write_and_press_ctrl_c(path, data):
+        if path.suffix == ".csv" and not path.name.endswith(".predictions.csv"):
+            os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C: the run's own handler is gone by now
+        real(path, data)
+
+    monkeypatch.setattr(outputs_module, "atomic_write", write_and_press_ctrl_c)
+    out = tmp_path / "r.json"
+    assert main(base(weights, folder, out, "-b", "6")) == 130
+    for name in ("r.json", "r.csv", "r.md", "r.predictions.csv"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads(out.read_text())["complete"]
+
+
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, weights, folder, monkeypatch, capsys):
     import qflash_eval.run as run_module
 
