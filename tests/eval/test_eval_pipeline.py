@@ -7,20 +7,19 @@ import pytest
 import timm
 import torch
 
+from helpers import tiny_vit
 from qflash_eval.attention_swap import (
     AttentionConfig, IntegerViTAttention, IntegerWindowAttention, UnsupportedAttentionError, calibrate_static,
     swap_attention,
 )
 from qflash_eval.cli import main
-from qflash_eval.modes import parse_modes
 from qflash_eval.data import Batch
 from qflash_eval.evaluate import ModeModel, evaluate
+from qflash_eval.modes import parse_modes
+from qflash_eval.outcome import ImageOutcome
 from qflash_eval.provenance import source_fingerprint
 from qflash_eval.report import timing
-from qflash_eval.outcome import ImageOutcome
 from qflash_eval.stats import summarize
-
-from helpers import tiny_vit
 
 
 def batch_of(images, labels, index):
@@ -214,8 +213,8 @@ def test_graph_capture_counts_as_warmup_not_model_time():
 
 
 def test_summary_agreement_and_paired_interval():
-    rows = [ImageOutcome(i, label, top1, hit5, [], f"img{i}") for i, label, top1, hit5 in (
-        (0, 1, [1, 1], [1, 1]), (1, 2, [2, 3], [1, 1]), (2, 3, [0, 0], [0, 1]), (3, 4, [4, 4], [1, 1]))]
+    rows = [(0, 1, [1, 1], [1, 1]), (1, 2, [2, 3], [1, 1]), (2, 3, [0, 0], [0, 1]), (3, 4, [4, 4], [1, 1])]
+    rows = [ImageOutcome(*r, [], f"img{r[0]}") for r in rows]
     res = summarize(["fp16", "qflash"], rows, [1.0, 2.0])
     assert res["fp16"]["top1"] == 75.0 and res["qflash"]["top1"] == 50.0
     assert res["qflash"]["agreement"] == 75.0 and res["qflash"]["delta_top1"] == -25.0
