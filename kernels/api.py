@@ -78,7 +78,7 @@ def qflash_attention(
     timm's `out.transpose(1, 2).reshape(Z, N, H * D)` is free. Non-finite input: in 'sample' / 'batch' a
     group holding inf or NaN gives NaN outputs for that group; in 'static' NaN quantizes to 0, inf saturates.
     """
-    check_attention_inputs(q, k, v, bias, mask, group, granularity=None if scales else granularity,
+    check_attention_inputs(q, k, v, bias, mask, group, granularity=None if scales is not None else granularity,
                            static_scales=static_scales)
     if granularity == "head" and scales is None:
         return attend_per_head(qflash_attention, q, k, v, bias, mask, group, backend=backend)

@@ -28,7 +28,8 @@ def evaluate_model(model: nn.Module, data: str, modes: Sequence[str] = ("fp16", 
         qflash_backend=backend, device=device, workers=workers, skip_unreadable=skip_unreadable, results=results,
         no_progress=not progress)
     pretrained = getattr(model, "pretrained_cfg", {}) or {}
-    timm_name = pretrained.get("architecture", config.model) + (f".{pretrained['tag']}" if pretrained.get("tag") else "")
+    tag = f".{pretrained['tag']}" if pretrained.get("tag") else ""
+    timm_name = pretrained.get("architecture", config.model) + tag
     loaded = LoadedModel(model, timm_name, None, "in-memory model", None)
     code, report = run_one(config, loaded=loaded, write=results is not None)
     if report is None:

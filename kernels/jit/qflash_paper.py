@@ -161,7 +161,7 @@ def qflash_paper_fwd_kernel(
 
 
 def paper_table(scales):
-    """PaperScales as one (PAPER_ROWS, Z) int32 kernel argument (scales.pack_scale_rows): the float32 rows
+    """PaperScales as one (10, Z) int32 kernel argument (scales.pack_scale_rows): the float32 rows
     s_q, s_k, s_v, out_scale (NaN for a non-finite group), sm_scale, then R, exp_M, req_M, l_M, acc_M."""
     import torch
 

@@ -14,7 +14,8 @@ Per query row, over key tiles of 32 keys (its default launch configuration), m =
 The integer steps keep the published int32 semantics: products and sums wrap at 32 bits, a shift by 32 or
 more (or by a negative count) gives 0 or -1, a cast to int8 keeps the low byte. Where the published code is
 undefined or breaks, this spec says what it does instead (docs/algorithm.md): an all-zero tensor gets
-s = 1/127 instead of a division by zero, a non-finite group gives NaN outputs, R >= 1, and a converted bias beyond +-2**20 saturates there instead of wrapping the scores.
+s = 1/127 instead of a division by zero, a non-finite group gives NaN outputs, R >= 1, and a converted bias
+beyond +-2**20 saturates there instead of wrapping the scores.
 """
 from __future__ import annotations
 

@@ -26,11 +26,11 @@ def open_source(data: str, split: str = "validation", limit: Optional[int] = Non
                 "folder": lambda: _folder(rest, limit)}[kind]()
     path = pathlib.Path(data).expanduser()
     if any(ch in data for ch in "*?[") and glob.glob(data):
-        return ParquetSource(sorted(glob.glob(data)), data, limit)
+        return _parquet(data, limit, True)
     if path.is_file():
         if path.suffix != ".parquet":
             raise DataError(f"{path} is a file but not .parquet; pass a folder of images or parquet files")
-        return ParquetSource([str(path)], str(path), limit)
+        return _parquet(data, limit, True)
     if path.is_dir():
         return _parquet(data, limit, False) or FolderSource(path, limit)
     if data.startswith((".", "/", "~")) or not HUB_ID.match(data):
