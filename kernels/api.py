@@ -1,13 +1,14 @@
 """The public entry points, each read as checks (validation.py) -> scales (scales.ScaleRule) -> dispatch to the
 reference or the Triton launcher (jit/); the qflash launcher chooses its quantization pass itself.
 
-Every variant takes float Q, K, V of shape (Z, H, N, D) and returns attention in q's dtype and shape:
-softmax(Q K^T / sqrt(D) + bias + mask) V with int8 Q/K/V and the variant's own softmax.
+Every variant takes float q (Z, H, N_q, D), k (Z, H, N_k, D), v (Z, H, N_k, D_v) and returns attention
+(Z, H, N_q, D_v) in q's dtype: softmax(Q K^T * softmax_scale + bias + mask) V with int8 Q/K/V and the
+variant's own softmax. Head dims outside the kernels' own, or D_v != D, run zero-padded (shapes.py).
 """
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -16,7 +17,8 @@ from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, q
 from .reference.ivit import check_output_bits
 from .reference.qflash_paper import paper_scales, qflash_paper_reference
 from .scales import AttentionScales, ScaleRule, scales_from_amax, static_amax
-from .validation import check_attention_inputs, check_scale_arguments, check_static_scales
+from .shapes import bias_view, default_softmax_scale, needs_padding, pad_head_dims
+from .validation import SUPPORTED_HEAD_DIMS, check_attention_inputs, check_scale_arguments, check_static_scales
 
 BACKENDS = ("auto", "triton", "reference")
 
@@ -37,6 +39,12 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             "qflash_kernels, or use backend='reference' (bit-exact, faster on CPU)"
         )
     return backend
+
+
+def _padded(attend: Callable, q, k, v, softmax_scale: Optional[float], **options) -> torch.Tensor:
+    """attend on q, k, v zero-padded to a kernel head dim, with the true D's softmax scale; cut to D_v."""
+    scale = softmax_scale if softmax_scale is not None else q.shape[3] ** -0.5
+    return attend(*pad_head_dims(q, k, v), softmax_scale=scale, **options)[..., :v.shape[3]]
 
 
 def compute_scales(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity: str = "sample", group: int = 1,
@@ -63,26 +71,35 @@ def qflash_attention(
     mask: Optional[torch.Tensor] = None,
     backend: str = "auto",
     scales: Optional[AttentionScales] = None,
+    softmax_scale: Optional[float] = None,
 ) -> torch.Tensor:
     """qflash: int8 Q/K/V, quadratic integer exp2, 14-bit probabilities, integer online softmax.
 
-    q, k, v: (Z, H, N, D), float16 / bfloat16 / float32, any strides; D in {16, 32, 64, 128}, 1 <= N <= 65536.
-    bias: (H, N, N) additive logits shared by every z (Swin's relative-position bias).
-    mask: (W, N, N) additive mask, z uses mask[z % W] (Swin's shifted windows); Z must be a multiple of W.
+    q: (Z, H, N_q, D), k: (Z, H, N_k, D), v: (Z, H, N_k, D_v); float16 / bfloat16 / float32, any strides;
+        1 <= N <= 65536, D and D_v <= 128 (16, 32, 64, 128 run as they are, others zero-padded).
+    bias: additive logits that broadcast to (Z, H, N_q, N_k), read by index: (H, N, N) is Swin's
+        relative-position bias, (Z, 1, N_q, N_k) a per-image bias.
+    mask: (W, N_q, N_k) additive mask, z uses mask[z % W] (Swin's shifted windows); Z a multiple of W.
+    softmax_scale: the logit scale, 1 / sqrt(D) when None (SDPA's `scale`).
     granularity: 'sample' (default; `group` consecutive z share a scale: Swin's windows of one image),
         'head' (one scale per image and head: heads folded into Z, a copy of Q/K/V and the output),
         'batch' (one scale per tensor per call) or 'static' (static_scales = (s_q, s_k, s_v), floats or (Z,)).
     backend: 'triton' (one kernel, CUDA or the interpreter), 'reference' (bit-identical PyTorch), 'auto'.
     scales: precomputed AttentionScales (then granularity and static_scales are not read).
-    Returns (Z, H, N, D) in q's dtype: a view of (Z, N, H, D) storage on the Triton path, so that
+    Returns (Z, H, N_q, D_v) in q's dtype: a view of (Z, N, H, D) storage on the Triton path, so that
     timm's `out.transpose(1, 2).reshape(Z, N, H * D)` is free. Non-finite input: in 'sample' / 'batch' a
     group holding inf or NaN gives NaN outputs for that group; in 'static' NaN quantizes to 0, inf saturates.
     """
     check_attention_inputs(q, k, v, bias, mask, group, granularity=None if scales is not None else granularity,
                            static_scales=static_scales)
+    if needs_padding(q, v):
+        return _padded(qflash_attention, q, k, v, softmax_scale, granularity=granularity, group=group,
+                       static_scales=static_scales, bias=bias, mask=mask, backend=backend, scales=scales)
+    bias, softmax_scale = bias_view(bias, q, k), default_softmax_scale(q.shape[3], softmax_scale)
     if granularity == "head" and scales is None:
-        return attend_per_head(qflash_attention, q, k, v, bias, mask, group, backend=backend)
-    rule = ScaleRule(granularity, group, static_scales)
+        return attend_per_head(qflash_attention, q, k, v, bias, mask, group, backend=backend,
+                               softmax_scale=softmax_scale)
+    rule = ScaleRule(granularity, group, static_scales, softmax_scale)
     if resolve_backend(backend, q.device) == "reference":
         return qflash_reference(q, k, v, scales if scales is not None else rule.compute(q, k, v), bias, mask)
     from .jit.qflash_launch import qflash_triton  # imported late: TRITON_INTERPRET is read at import
@@ -102,6 +119,10 @@ def qflash_attention_int8(
 ) -> torch.Tensor:
     """qflash on already-quantized int8 (Z, H, N, D) Q/K/V with float scales (s_q, s_k, s_v); float16 output."""
     check_attention_inputs(q8, k8, v8, bias, mask, allow_int8=True)
+    if needs_padding(q8, v8):
+        raise ValueError(f"qflash_attention_int8 needs q, k, v of one head dim in {SUPPORTED_HEAD_DIMS}, got "
+                         f"{q8.shape[3]} and {v8.shape[3]} (qflash_attention pads others)")
+    bias = bias_view(bias, q8, k8)
     check_static_scales(scales, q8.shape[0])
     int_scales = scales_from_amax(static_amax(scales, q8.shape[0], q8.device), q8.shape[3], "static")
     if resolve_backend(backend, q8.device) == "reference":
@@ -122,20 +143,26 @@ def qflash_paper_attention(
     bias: Optional[torch.Tensor] = None,
     mask: Optional[torch.Tensor] = None,
     backend: str = "auto",
+    softmax_scale: Optional[float] = None,
 ) -> torch.Tensor:
     """qflash_paper: QFlash as the paper published it (linear integer exp2, 7-bit probabilities, 32-key tiles,
     scale release at shift 30, int8 output); docs/algorithm.md says where it departs from the published code.
 
-    Shapes, strides, bias, mask, group and backends as qflash_attention; D in {16, 32, 64, 128}.
+    Shapes, strides, bias, mask, group, softmax_scale and backends as qflash_attention.
     granularity: 'batch' is what the paper ran (one scale per tensor per call, so an image's result depends
     on its batch); 'sample' (default) one scale per image; 'head' per image and head; 'static' static_scales =
     (s_q, s_k, s_v).
-    Returns (Z, H, N, D) in q's dtype; a group holding inf or NaN gives NaN outputs for that group.
+    Returns (Z, H, N_q, D_v) in q's dtype; a group holding inf or NaN gives NaN outputs for that group.
     """
     check_attention_inputs(q, k, v, bias, mask, group, granularity=granularity, static_scales=static_scales)
+    if needs_padding(q, v):
+        return _padded(qflash_paper_attention, q, k, v, softmax_scale, granularity=granularity, group=group,
+                       static_scales=static_scales, bias=bias, mask=mask, backend=backend)
+    bias, softmax_scale = bias_view(bias, q, k), default_softmax_scale(q.shape[3], softmax_scale)
     if granularity == "head":
-        return attend_per_head(qflash_paper_attention, q, k, v, bias, mask, group, backend=backend)
-    scales = paper_scales(q, k, v, granularity, group, static_scales)
+        return attend_per_head(qflash_paper_attention, q, k, v, bias, mask, group, backend=backend,
+                               softmax_scale=softmax_scale)
+    scales = paper_scales(q, k, v, granularity, group, static_scales, softmax_scale)
     if resolve_backend(backend, q.device) == "reference":
         return qflash_paper_reference(q, k, v, scales, bias, mask)
     from .jit.qflash_paper import launch_qflash_paper
@@ -156,9 +183,11 @@ def ivit_attention(
     mask: Optional[torch.Tensor] = None,
     output_bits: int = DEFAULT_OUTPUT_BITS,
     backend: str = "auto",
+    softmax_scale: Optional[float] = None,
 ) -> torch.Tensor:
     """ivit: I-ViT-style attention (scores requantized to int8 per image, Shiftmax at `output_bits`, 2-16),
-    with qflash's int8 Q/K/V; shapes, strides, granularities, group, bias and mask as qflash_attention.
+    with qflash's int8 Q/K/V; shapes, strides, granularities, group, bias, mask and softmax_scale as
+    qflash_attention.
 
     backend: 'triton' (a score-amax kernel and one fused kernel: scores never reach memory; CUDA or the
     interpreter), 'reference' (bit-identical PyTorch, which materializes the scores), 'auto'.
@@ -166,9 +195,14 @@ def ivit_attention(
     """
     check_attention_inputs(q, k, v, bias, mask, group, granularity=granularity, static_scales=static_scales)
     check_output_bits(output_bits)
+    if needs_padding(q, v):
+        return _padded(ivit_attention, q, k, v, softmax_scale, granularity=granularity, group=group,
+                       static_scales=static_scales, bias=bias, mask=mask, output_bits=output_bits, backend=backend)
+    bias, softmax_scale = bias_view(bias, q, k), default_softmax_scale(q.shape[3], softmax_scale)
     if granularity == "head":
-        return attend_per_head(ivit_attention, q, k, v, bias, mask, group, output_bits=output_bits, backend=backend)
-    scales = ScaleRule(granularity, group, static_scales).compute(q, k, v)
+        return attend_per_head(ivit_attention, q, k, v, bias, mask, group, output_bits=output_bits, backend=backend,
+                               softmax_scale=softmax_scale)
+    scales = ScaleRule(granularity, group, static_scales, softmax_scale).compute(q, k, v)
     if resolve_backend(backend, q.device) == "reference":
         return ivit_reference(q, k, v, scales, bias, mask, output_bits, group)
     from .jit.ivit import launch_ivit  # imported late: TRITON_INTERPRET is read at import
@@ -186,11 +220,14 @@ def int8qkv_attention(
     static_scales: Optional[tuple] = None,
     bias: Optional[torch.Tensor] = None,
     mask: Optional[torch.Tensor] = None,
+    softmax_scale: Optional[float] = None,
 ) -> torch.Tensor:
     """int8qkv (ablation): qflash's int8 Q/K/V with an exact float softmax (PyTorch on every device);
-    shapes, granularities, bias and mask as qflash_attention. Returns (Z, H, N, D) in q's dtype."""
+    shapes, granularities, bias, mask and softmax_scale as qflash_attention. Returns (Z, H, N_q, D_v) in
+    q's dtype."""
     check_attention_inputs(q, k, v, bias, mask, group, granularity=granularity, static_scales=static_scales)
+    bias, softmax_scale = bias_view(bias, q, k), default_softmax_scale(q.shape[3], softmax_scale)
     if granularity == "head":
-        return attend_per_head(int8qkv_attention, q, k, v, bias, mask, group)
-    scales = ScaleRule(granularity, group, static_scales).compute(q, k, v)
+        return attend_per_head(int8qkv_attention, q, k, v, bias, mask, group, softmax_scale=softmax_scale)
+    scales = ScaleRule(granularity, group, static_scales, softmax_scale).compute(q, k, v)
     return int8qkv_reference(q, k, v, scales, bias, mask)

@@ -63,6 +63,9 @@ PAPER_QUERY_TILE = 32  # BLOCK_M of its default launch configuration
 PAPER_P_MAX = 127  # its probabilities are int8 at scale 1/127
 
 
-def head_constants(head_dim: int) -> tuple[float, float]:
-    """(log2(e) * 2**EXP_SHIFT / sqrt(D), sqrt(D)) as float64: qflash's only head-dim dependent constants."""
+def head_constants(head_dim: int, softmax_scale=None) -> tuple[float, float]:
+    """(log2(e) * 2**EXP_SHIFT / sqrt(D), sqrt(D)) as float64: qflash's only head-dim dependent constants.
+    A softmax_scale other than 1 / sqrt(D) takes the place of 1 / sqrt(D)."""
+    if softmax_scale is not None:
+        return math.log2(math.e) * 2.0**EXP_SHIFT * softmax_scale, 1.0 / softmax_scale
     return math.log2(math.e) * 2.0**EXP_SHIFT / math.sqrt(head_dim), math.sqrt(head_dim)

@@ -50,6 +50,7 @@ class AttentionScales:
 
     table: torch.Tensor
     granularity: str
+    softmax_scale: Optional[float] = None  # None: 1 / sqrt(D) of the call's head dim
 
     inv_q = _Row()
     inv_k = _Row()
@@ -63,10 +64,11 @@ class AttentionScales:
     exp_dlim = _Row()
 
     @classmethod
-    def from_rows(cls, granularity: str, **rows: torch.Tensor) -> "AttentionScales":
+    def from_rows(cls, granularity: str, softmax_scale: Optional[float] = None,
+                  **rows: torch.Tensor) -> "AttentionScales":
         """The table from one (Z,) tensor per name of SCALE_ROWS (float32 rows, then int32 rows)."""
         return cls(pack_scale_rows([rows[n].float() for n in SCALE_ROWS[:FLOAT_SCALE_ROWS]],
-                                   [rows[n] for n in SCALE_ROWS[FLOAT_SCALE_ROWS:]]), granularity)
+                                   [rows[n] for n in SCALE_ROWS[FLOAT_SCALE_ROWS:]]), granularity, softmax_scale)
 
 
 def pack_scale_rows(float_rows: list[torch.Tensor], int_rows: list[torch.Tensor]) -> torch.Tensor:
@@ -83,11 +85,12 @@ class ScaleRule:
     granularity: str = "sample"
     group: int = 1
     static_scales: Optional[tuple] = None
+    softmax_scale: Optional[float] = None  # None: 1 / sqrt(D); else shapes.default_softmax_scale's float
 
     @property
     def fusable(self) -> bool:
         """One z per image and scales from the inputs: the amax can run fused with the int8 pass."""
-        return self.granularity == "sample" and self.group == 1
+        return self.granularity == "sample" and self.group == 1 and self.softmax_scale is None
 
     @property
     def from_inputs(self) -> bool:
@@ -96,11 +99,11 @@ class ScaleRule:
     def compute(self, q, k, v) -> "AttentionScales":
         """The scales of q, k, v on their device, no host sync: two Triton launches on CUDA (jit/amax.py),
         torch ops elsewhere; the same bits."""
-        if q.is_cuda and self.from_inputs:
+        if q.is_cuda and self.from_inputs and self.softmax_scale is None and q.shape == k.shape == v.shape:
             from .jit.amax import fused_scales  # CUDA only: the torch path needs no Triton
 
             return fused_scales(q, k, v, self.granularity, self.group)
-        return torch_scales(q, k, v, self.granularity, self.group, self.static_scales)
+        return torch_scales(q, k, v, self.granularity, self.group, self.static_scales, self.softmax_scale)
 
 
 def group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
@@ -127,6 +130,7 @@ def torch_scales(
     granularity: str = "sample",
     group: int = 1,
     static_scales: Optional[tuple] = None,
+    softmax_scale: Optional[float] = None,
 ) -> AttentionScales:
     """Scales for one attention call, with torch ops (ScaleRule.compute picks the CUDA path where it can).
 
@@ -139,17 +143,18 @@ def torch_scales(
     """
     z, _, _, d = q.shape
     if granularity == "static":
-        return scales_from_amax(static_amax(static_scales, z, q.device), d, granularity)
-    return scales_from_amax(group_amax(q, k, v, granularity, group), d, granularity)
+        return scales_from_amax(static_amax(static_scales, z, q.device), d, granularity, softmax_scale)
+    return scales_from_amax(group_amax(q, k, v, granularity, group), d, granularity, softmax_scale)
 
 
-def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> AttentionScales:
+def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str,
+                     softmax_scale: Optional[float] = None) -> AttentionScales:
     """All integer constants from a (3, Z) float32 amax of q, k, v.
 
     The CUDA path (jit/amax.py, _constants_kernel) performs the same IEEE operations in the same order.
     exp_mul = floor(s_q s_k log2(e) 2**26 / sqrt(D) + 0.5) in float64; inv_c = sqrt(D) / (s_q s_k) in float32.
     """
-    exp_k, sqrt_d = head_constants(head_dim)
+    exp_k, sqrt_d = head_constants(head_dim, softmax_scale)
     finite = torch.isfinite(amax)
     a_eff = torch.where(finite & (amax > 0), amax, torch.ones_like(amax))
     # tensor / tensor is a correctly rounded division on CPU and CUDA; CUDA torch turns a division
@@ -164,7 +169,7 @@ def scales_from_amax(amax: torch.Tensor, head_dim: int, granularity: str) -> Att
     exp_dlim = torch.div(EXP_DLIM_NUMERATOR, exp_mul, rounding_mode="floor")
     out_scale = torch.where(finite.all(dim=0), s[2] * 2.0**-OUT_FRAC_BITS, torch.full_like(s[2], float("nan")))
     return AttentionScales.from_rows(
-        granularity, inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
+        granularity, softmax_scale, inv_q=inv[0], inv_k=inv[1], inv_v=inv[2], s_q=s[0], s_k=s[1], s_v=s[2],
         inv_c=torch.full_like(s[0], sqrt_d) / (s[0] * s[1]), out_scale=out_scale, exp_mul=exp_mul, exp_dlim=exp_dlim,
     )
 

@@ -33,31 +33,56 @@ def check_attention_inputs(
         if t.dtype not in dtypes:
             names = ", ".join(str(dt).replace("torch.", "") for dt in dtypes)
             raise TypeError(f"{name} has dtype {t.dtype}; supported: {names}")
-    if not (q.shape == k.shape == v.shape):
-        raise ValueError(f"q, k, v shapes differ: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    check_shapes(q, k, v)
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k, v are on different devices: {q.device}, {k.device}, {v.device}")
-    z, h, n, d = q.shape
-    if q.numel() == 0:
-        raise ValueError(f"empty input: shape {tuple(q.shape)} (Z, H, N must be >= 1)")
-    if n > MAX_SEQUENCE:
-        raise ValueError(f"sequence length N={n} exceeds the supported maximum {MAX_SEQUENCE}")
-    if d not in SUPPORTED_HEAD_DIMS:
-        raise ValueError(f"head dim D={d} is not supported; supported head dims: {SUPPORTED_HEAD_DIMS}")
+    z, h, n_q, _ = q.shape
+    n_k = k.shape[2]
     if granularity is not None:
         check_scale_arguments(q, granularity, group, static_scales, per_z=False)
     elif group < 1 or z % group:
         raise ValueError(f"group={group} must divide Z={z}")
     if bias is not None:
-        _check_additive(bias, "bias", (h, n, n), q.device)
+        check_bias(bias, (z, h, n_q, n_k), q.device)
     if mask is not None:
-        if mask.dim() != 3 or mask.shape[1:] != (n, n) or mask.shape[0] < 1:
-            raise ValueError(f"mask must have shape (windows, {n}, {n}), got {tuple(mask.shape)}")
+        if mask.dim() != 3 or mask.shape[1:] != (n_q, n_k) or mask.shape[0] < 1:
+            raise ValueError(f"mask must have shape (windows, {n_q}, {n_k}), got {tuple(mask.shape)}")
         if z % mask.shape[0]:
             raise ValueError(f"Z={z} is not a multiple of the mask's {mask.shape[0]} windows")
         _check_additive(mask, "mask", tuple(mask.shape), q.device)
+
+
+def check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """q (Z, H, N_q, D), k (Z, H, N_k, D), v (Z, H, N_k, D_v): N_q != N_k and D_v != D allowed, D and D_v
+    up to the largest supported head dim (smaller or odd ones are zero-padded, shapes.pad_head_dims)."""
+    (z, h, n_q, d), (n_k, d_v) = q.shape, (k.shape[2], v.shape[3])
+    if k.shape[:2] != (z, h) or v.shape[:2] != (z, h) or k.shape[3] != d or v.shape[2] != n_k:
+        raise ValueError(f"q, k, v shapes do not fit (Z, H, N_q, D), (Z, H, N_k, D), (Z, H, N_k, D_v): "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.numel() == 0 or k.numel() == 0 or v.numel() == 0:
+        raise ValueError(f"empty input: shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)} "
+                         "(every dimension must be >= 1)")
+    if max(n_q, n_k) > MAX_SEQUENCE:
+        raise ValueError(f"sequence length N={max(n_q, n_k)} exceeds the supported maximum {MAX_SEQUENCE}")
+    if max(d, d_v) > SUPPORTED_HEAD_DIMS[-1]:
+        raise ValueError(f"head dim {max(d, d_v)} is not supported: at most {SUPPORTED_HEAD_DIMS[-1]} "
+                         f"(kernel head dims {SUPPORTED_HEAD_DIMS}; smaller ones are zero-padded)")
+
+
+def check_bias(bias: torch.Tensor, shape: tuple, device: torch.device) -> None:
+    """An additive bias that broadcasts to (Z, H, N_q, N_k): rank 2 to 4, each leading size 1 or full."""
+    if not isinstance(bias, torch.Tensor) or not 2 <= bias.dim() <= 4:
+        raise ValueError(f"bias must be a tensor of rank 2-4 that broadcasts to {shape}, got "
+                         f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
+    lead = shape[4 - bias.dim():]
+    if tuple(bias.shape[-2:]) != shape[2:] or any(b not in (1, s) for b, s in zip(bias.shape, lead)):
+        raise ValueError(f"bias of shape {tuple(bias.shape)} does not broadcast to (Z, H, N_q, N_k) = {shape}")
+    if bias.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"bias has dtype {bias.dtype}; supported: float16, bfloat16, float32")
+    if bias.device != device:
+        raise ValueError(f"bias is on {bias.device}, q on {device}")
 
 
 def _check_additive(t: torch.Tensor, name: str, shape: tuple, device: torch.device) -> None:

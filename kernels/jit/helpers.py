@@ -25,10 +25,11 @@ assert ROW_EXP_MUL.value == FLOAT_SCALE_ROWS  # the rows before it are float32
 
 
 def bias_mask_args(bias, mask, dummy):
-    """(bias, mask, bias strides, mask strides, windows) as kernel arguments of every launcher; `dummy` stands
-    in for an absent one (never read: its HAS_ flag is off)."""
+    """(bias, mask, bias strides, mask strides, windows) as kernel arguments of every launcher: bias a
+    (Z, H, N_q, N_k) view (4 strides, 0 where it broadcasts), mask (W, N_q, N_k); `dummy` stands in for an
+    absent one (never read: its HAS_ flag is off)."""
     return (bias if bias is not None else dummy, mask if mask is not None else dummy,
-            bias.stride() if bias is not None else (0, 0, 0), mask.stride() if mask is not None else (0, 0, 0),
+            bias.stride() if bias is not None else (0, 0, 0, 0), mask.stride() if mask is not None else (0, 0, 0),
             mask.shape[0] if mask is not None else 1)
 
 
@@ -125,12 +126,13 @@ def store_rows(head, x, offs_m, offs_d, N, stride_n, stride_d, HEAD_DIM: tl.cons
 
 
 @triton.jit
-def load_bias_mask(bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn, stride_mk,
+def load_bias_mask(bias_head, mask_window, offs_m, keys, N, N_K, stride_bn, stride_bk, stride_mn, stride_mk,
                    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
-    """bias + mask of one (rows, keys) tile in float32, read by index. Rows and keys past N read row / key
-    N - 1 instead of a masked load: those rows are never stored and the callers give those keys no weight."""
+    """bias + mask of one (rows, keys) tile in float32, read by index. Rows past N and keys past N_K read row
+    N - 1 / key N_K - 1 instead of a masked load: those rows are never stored and the callers give those keys
+    no weight."""
     rows_in = tl.minimum(offs_m, N - 1)[:, None]
-    keys_in = tl.minimum(keys, N - 1)[None, :]
+    keys_in = tl.minimum(keys, N_K - 1)[None, :]
     total = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
     if HAS_BIAS:
         total += tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)

@@ -18,6 +18,7 @@ import triton.language as tl
 
 from .. import constants as c
 from ..scales import pack_scale_rows
+from ..shapes import bias_view
 from .helpers import (
     bias_mask_args, float_row, int_row, load_rows, program_rows, round_clamped, store_rows, to_operand_order,
 )
@@ -30,17 +31,17 @@ ROW_SCORE_C, ROW_INV_SCORE, ROW_OUT_MULT, ROW_X0 = (tl.constexpr(i) for i in ran
 
 
 @triton.jit
-def _score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
+def _score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N, N_K,
                 stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
-    """float32 scores of one (rows, keys) tile: (q8 . k8) c + bias + mask. Rows and keys past N read row or
-    key N - 1 of bias and mask (never stored, never weighted)."""
+    """float32 scores of one (rows, keys) tile: (q8 . k8) c + bias + mask. Rows past N and keys past N_K read
+    row N - 1 / key N_K - 1 of bias and mask (never stored, never weighted)."""
     offs_d = tl.arange(0, BLOCK_D)
     kt = tl.load(k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd,
                  mask=(offs_d[:, None] < HEAD_DIM) & key_ok[None, :], other=0)
     s = tl.dot(q8, kt, out_dtype=tl.int32).to(tl.float32) * score_c
     rows_in = tl.minimum(offs_m, N - 1)[:, None]
-    keys_in = tl.minimum(keys, N - 1)[None, :]
+    keys_in = tl.minimum(keys, N_K - 1)[None, :]
     if HAS_BIAS:
         s = s + tl.load(bias_head + rows_in * stride_bn + keys_in * stride_bk).to(tl.float32)
     if HAS_MASK:
@@ -73,13 +74,13 @@ def _shiftmax_numerator(s8, row_max, x0, x0_reciprocal):
 
 @triton.jit
 def _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c, inv_score, row_max, x0,
-                    x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
+                    x0_reciprocal, N, N_K, stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
-    """Shiftmax's e of the key tile at `start` (0 past N), with its keys and their validity."""
+    """Shiftmax's e of the key tile at `start` (0 past N_K), with its keys and their validity."""
     keys = start + tl.arange(0, BLOCK_N)
-    key_ok = keys < N
-    s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N,
+    key_ok = keys < N_K
+    s8 = _requantize(_score_tile(q8, k_head, bias_head, mask_window, offs_m, keys, key_ok, score_c, N, N_K,
                                  stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                                  HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK), inv_score)
     e = tl.where(key_ok[None, :], _shiftmax_numerator(s8, row_max, x0, x0_reciprocal), 0)
@@ -111,9 +112,9 @@ def ivit_score_stats_kernel(
     Q8, K8, BIAS, MASK, SCORE_C, AMAX, ROW_MAX,
     stride_qz, stride_qh, stride_qn, stride_qd,
     stride_kz, stride_kh, stride_kn, stride_kd,
-    stride_bh, stride_bn, stride_bk,
+    stride_bz, stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    H, N, NUM_WINDOWS,
+    H, N, N_K, NUM_WINDOWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
 ):
@@ -123,11 +124,11 @@ def ivit_score_stats_kernel(
     score_c = tl.load(SCORE_C + z)
     best = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     top = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    for start in range(0, N, BLOCK_N):
+    for start in range(0, N_K, BLOCK_N):
         keys = start + tl.arange(0, BLOCK_N)
-        key_ok = keys < N
-        s = _score_tile(q8, K8 + z * stride_kz + h * stride_kh, BIAS + h * stride_bh,
-                        MASK + (z % NUM_WINDOWS) * stride_mw, offs_m, keys, key_ok, score_c, N,
+        key_ok = keys < N_K
+        s = _score_tile(q8, K8 + z * stride_kz + h * stride_kh, BIAS + z * stride_bz + h * stride_bh,
+                        MASK + (z % NUM_WINDOWS) * stride_mw, offs_m, keys, key_ok, score_c, N, N_K,
                         stride_kn, stride_kd, stride_bn, stride_bk, stride_mn, stride_mk,
                         HEAD_DIM, BLOCK_D, HAS_BIAS, HAS_MASK)
         best = tl.maximum(best, tl.where(row_ok[:, None] & key_ok[None, :], tl.abs(s), 0.0))
@@ -143,9 +144,9 @@ def ivit_fwd_kernel(
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_vz, stride_vh, stride_vn, stride_vd,
     stride_oz, stride_oh, stride_on, stride_od,
-    stride_bh, stride_bn, stride_bk,
+    stride_bz, stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    Z, H, N, NUM_WINDOWS, V_ROWS,
+    Z, H, N, N_K, NUM_WINDOWS, V_ROWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, OUTPUT_BITS: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
@@ -156,7 +157,7 @@ def ivit_fwd_kernel(
     q8 = load_rows(Q8 + z * stride_qz + h * stride_qh, offs_m, offs_d, N, stride_qn, stride_qd, HEAD_DIM)
     k_head = K8 + z * stride_kz + h * stride_kh
     v_head = V8 + z * stride_vz + h * stride_vh
-    bias_head = BIAS + h * stride_bh
+    bias_head = BIAS + z * stride_bz + h * stride_bh
     mask_window = MASK + (z % NUM_WINDOWS) * stride_mw
     score_c = float_row(SCALES, ROW_SCORE_C, z, Z)
     inv_score = float_row(SCALES, ROW_INV_SCORE, z, Z)
@@ -167,7 +168,7 @@ def ivit_fwd_kernel(
     if ONE_TILE:
         # -- every key in one tile: e once, its row sum, then its probabilities times V --
         e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, 0, score_c, inv_score,
-                                          row_max, x0, x0_reciprocal, N, stride_kn, stride_kd, stride_bn, stride_bk,
+                                          row_max, x0, x0_reciprocal, N, N_K, stride_kn, stride_kd, stride_bn, stride_bk,
                                           stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N, HAS_BIAS, HAS_MASK)
         f = _normaliser(tl.sum(e.to(tl.int64), axis=1), BLOCK_M)
         acc_hi, acc_lo, v_sum = _probabilities_times_v(e, f, keys, v_head, offs_d, dim_ok, stride_vn, stride_vd,
@@ -175,9 +176,9 @@ def ivit_fwd_kernel(
     else:
         # -- pass 1: Shiftmax's row sum, and the normalising factor f = floor((2**31 - 1) / sum) --
         row_sum = tl.zeros([BLOCK_M], dtype=tl.int64)
-        for start in range(0, N, BLOCK_N):
+        for start in range(0, N_K, BLOCK_N):
             e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c,
-                                              inv_score, row_max, x0, x0_reciprocal, N, stride_kn, stride_kd,
+                                              inv_score, row_max, x0, x0_reciprocal, N, N_K, stride_kn, stride_kd,
                                               stride_bn, stride_bk, stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N,
                                               HAS_BIAS, HAS_MASK)
             row_sum += tl.sum(e.to(tl.int64), axis=1)
@@ -186,9 +187,9 @@ def ivit_fwd_kernel(
         acc_hi = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
         acc_lo = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
         v_sum = tl.zeros([BLOCK_D], dtype=tl.int32)
-        for start in range(0, N, BLOCK_N):
+        for start in range(0, N_K, BLOCK_N):
             e, keys, key_ok = _numerator_tile(q8, k_head, bias_head, mask_window, offs_m, start, score_c,
-                                              inv_score, row_max, x0, x0_reciprocal, N, stride_kn, stride_kd,
+                                              inv_score, row_max, x0, x0_reciprocal, N, N_K, stride_kn, stride_kd,
                                               stride_bn, stride_bk, stride_mn, stride_mk, HEAD_DIM, BLOCK_D, BLOCK_N,
                                               HAS_BIAS, HAS_MASK)
             hi, lo, vs = _probabilities_times_v(e, f, keys, v_head, offs_d, dim_ok, stride_vn, stride_vd, V_ROWS,
@@ -221,20 +222,27 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     import torch
 
     from ..reference.ivit import doubling_units, output_multiplier, score_constant, score_inverse_scale
+    from ..scales import quantize_int8
     from .quantize import quantize_qkv
 
     z, h, n, d = q.shape
-    q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)  # one launch; the reference's quantize_int8 bits
+    n_k = k.shape[2]
+    bias = bias_view(bias, q, k)
+    if q.shape == k.shape:
+        q8, k8, v8, v_rows = quantize_qkv(q, k, v, scales)  # one launch; the reference's quantize_int8 bits
+    else:  # N_q != N_k: K and V in one launch, Q by torch (the same bits)
+        _, k8, v8, v_rows = quantize_qkv(k, k, v, scales, quantize_q=False)
+        q8 = quantize_int8(q, scales.inv_q).to(torch.int8)
     score_c = score_constant(scales, d).contiguous()
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, score_c)
-    block_m, block_n, warps = launch or default_launch(n)
+    block_m, block_n, warps = launch or default_launch(n_k)
     blocks = triton.cdiv(n, block_m)
     geometry = dict(HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=block_m, BLOCK_N=block_n,
                     HAS_BIAS=bias is not None, HAS_MASK=mask is not None)
     partial = torch.empty((z, h, blocks), dtype=torch.float32, device=q.device)
     row_max = torch.empty((z, h, n), dtype=torch.float32, device=q.device)
     ivit_score_stats_kernel[(z * h, blocks)](
-        q8, k8, b, mk, score_c, partial, row_max, *q8.stride(), *k8.stride(), *b_strides, *m_strides, h, n, windows,
+        q8, k8, b, mk, score_c, partial, row_max, *q8.stride(), *k8.stride(), *b_strides, *m_strides, h, n, n_k, windows,
         **geometry, num_warps=warps, enable_fp_fusion=False,
     )
     inv_score = score_inverse_scale(partial.amax(dim=(1, 2)), scales.granularity, group)
@@ -242,7 +250,7 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     ivit_fwd_kernel[(z * h, blocks)](
         q8, k8, v8, out, b, mk, table, row_max,
-        *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, z, h, n, windows, v_rows,
-        **geometry, OUTPUT_BITS=output_bits, ONE_TILE=block_n >= n, num_warps=warps, enable_fp_fusion=False,
+        *q8.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides, z, h, n, n_k, windows, v_rows,
+        **geometry, OUTPUT_BITS=output_bits, ONE_TILE=block_n >= n_k, num_warps=warps, enable_fp_fusion=False,
     )
     return out

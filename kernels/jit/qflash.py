@@ -65,11 +65,11 @@ def _reciprocal(l):
 
 
 @triton.jit
-def _add_bias_mask(s, bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn, stride_mk, inv_c,
+def _add_bias_mask(s, bias_head, mask_window, offs_m, keys, N, N_K, stride_bn, stride_bk, stride_mn, stride_mk, inv_c,
                    ROWS: tl.constexpr, KEYS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr):
     """s + round(clamp((bias + mask) * inv_c)): the additive terms in integer score units (NaN -> 0)."""
     if HAS_BIAS or HAS_MASK:
-        b = load_bias_mask(bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn, stride_mk,
+        b = load_bias_mask(bias_head, mask_window, offs_m, keys, N, N_K, stride_bn, stride_bk, stride_mn, stride_mk,
                            ROWS, KEYS, HAS_BIAS, HAS_MASK)
         t = b * inv_c
         t = tl.where(t == t, t, 0.0)
@@ -104,18 +104,18 @@ def _store_normalized(o_head, acc, l_i, offs_m, offs_d, out_scale, N, stride_on,
 
 @triton.jit
 def _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, stride_kd, stride_bn, stride_bk,
-                stride_mn, stride_mk, inv_k, inv_c, N, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                stride_mn, stride_mk, inv_k, inv_c, N, N_K, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                 ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
                 SCALES_FROM_X: tl.constexpr):
-    """int8 Q.K^T of the key tile at `start` (+ bias and mask in integer score units), NEG_SCORE past N."""
+    """int8 Q.K^T of the key tile at `start` (+ bias and mask in integer score units), NEG_SCORE past N_K."""
     keys = start + tl.arange(0, BLOCK_N)
-    key_ok = keys < N
+    key_ok = keys < N_K
     offs_d = tl.arange(0, BLOCK_D)
     kt_ptrs = k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd
     kt = quantize(tl.load(kt_ptrs, mask=(offs_d < HEAD_DIM)[:, None] & key_ok[None, :], other=0), inv_k, SCALES_FROM_X)
-    s = _add_bias_mask(tl.dot(q, kt, out_dtype=tl.int32), bias_head, mask_window, offs_m, keys, N,
+    s = _add_bias_mask(tl.dot(q, kt, out_dtype=tl.int32), bias_head, mask_window, offs_m, keys, N, N_K,
                        stride_bn, stride_bk, stride_mn, stride_mk, inv_c, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK)
-    if start + BLOCK_N > N:  # only the last tile holds keys past N
+    if start + BLOCK_N > N_K:  # only the last tile holds keys past N_K
         s = tl.where(key_ok[None, :], s, NEG_SCORE)
     return s
 
@@ -124,18 +124,18 @@ def _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, str
 def _attend_kv_tiles(
     q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
     stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-    inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_V,
+    inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_K, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, SCALES_FROM_X: tl.constexpr, V_OPERAND_ORDER: tl.constexpr,
 ):
-    """The integer online softmax of one query block over all N keys, KEY_TILE keys per step."""
+    """The integer online softmax of one query block over all N_K keys, KEY_TILE keys per step."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     dim_ok = offs_d < HEAD_DIM
     neg_mul_top = 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
-    for start in range(0, N, BLOCK_N):
+    for start in range(0, N_K, BLOCK_N):
         s = _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, stride_kd, stride_bn,
-                        stride_bk, stride_mn, stride_mk, inv_k, inv_c, N, HEAD_DIM, BLOCK_D, ROWS, BLOCK_N,
+                        stride_bk, stride_mn, stride_mk, inv_k, inv_c, N, N_K, HEAD_DIM, BLOCK_D, ROWS, BLOCK_N,
                         HAS_BIAS, HAS_MASK, SCALES_FROM_X)
 
         # -- 14-bit probabilities relative to the running max; rescale from the second tile on --
@@ -163,7 +163,7 @@ def _attend_query_block(
     row_start, q_head, k_head, v_head, o_head, bias_head, mask_window,
     stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd, stride_on, stride_od,
     stride_bn, stride_bk, stride_mn, stride_mk,
-    inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_V,
+    inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_K, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
     V_OPERAND_ORDER: tl.constexpr,
@@ -178,7 +178,7 @@ def _attend_query_block(
     acc, l_i = _attend_kv_tiles(
         q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
         stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-        inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_V,
+        inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_K, N_V,
         HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, SCALES_FROM_X, V_OPERAND_ORDER,
     )
     _store_normalized(o_head, acc, l_i, offs_m, offs_d, out_scale, N, stride_on, stride_od, HEAD_DIM)
@@ -226,7 +226,7 @@ def _prune_configs(configs, named_args, **kwargs):
     return configs
 
 
-@triton.autotune(configs=_launch_configs(), key=["N", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "SCALES_FROM_X"],
+@triton.autotune(configs=_launch_configs(), key=["N", "N_K", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "SCALES_FROM_X"],
                  prune_configs_by={"early_config_prune": _prune_configs})
 @triton.jit
 def qflash_fwd_kernel(
@@ -235,9 +235,9 @@ def qflash_fwd_kernel(
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_vz, stride_vh, stride_vn, stride_vd,
     stride_oz, stride_oh, stride_on, stride_od,
-    stride_bh, stride_bn, stride_bk,
+    stride_bz, stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    Z, H, N, N_V, NUM_WINDOWS,
+    Z, H, N, N_K, N_V, NUM_WINDOWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
@@ -250,12 +250,12 @@ def qflash_fwd_kernel(
     args = (
         Q + z * stride_qz + h * stride_qh, K + z * stride_kz + h * stride_kh,
         V + z * stride_vz + h * stride_vh, O + z * stride_oz + h * stride_oh,
-        BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
+        BIAS + z * stride_bz + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
         stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd, stride_on, stride_od,
         stride_bn, stride_bk, stride_mn, stride_mk,
         float_row(SCALES, ROW_INV_Q, z, Z), float_row(SCALES, ROW_INV_K, z, Z), float_row(SCALES, ROW_INV_V, z, Z),
         int_row(SCALES, ROW_EXP_MUL, z, Z), int_row(SCALES, ROW_EXP_DLIM, z, Z), float_row(SCALES, ROW_INV_C, z, Z),
-        float_row(SCALES, ROW_OUT_SCALE, z, Z), N, N_V,
+        float_row(SCALES, ROW_OUT_SCALE, z, Z), N, N_K, N_V,
     )
     # -- one query block: a head's last rows in a TAIL_M-row block when at most TAIL_M remain (N = 197
     # computes 208 rows instead of 256), every other block BLOCK_M rows --

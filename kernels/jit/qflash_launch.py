@@ -16,6 +16,7 @@ import triton
 
 from .. import constants as c
 from ..scales import AttentionScales, ScaleRule
+from ..shapes import bias_view
 from .helpers import bias_mask_args
 from .qflash import KEY_TILE, fixed_config, qflash_fwd_kernel, uses_fixed_config
 
@@ -34,7 +35,7 @@ def qflash_triton(q, k, v, bias=None, mask=None, scales: Optional[AttentionScale
 
     out = empty_output(q.shape, q.dtype, q.device)
     from_inputs = scales is None and rule.from_inputs
-    if q.shape[2] <= PREQUANTIZE_ABOVE_N:
+    if k.shape[2] <= PREQUANTIZE_ABOVE_N or q.shape != k.shape or k.shape != v.shape:  # N_q != N_k: on load
         scales = scales if scales is not None else rule.compute(q, k, v)
         return launch_qflash(q, k, v, out, scales, bias, mask, scales_from_inputs=from_inputs)
     if scales is None and rule.fusable and one_pass_pays(q):
@@ -86,24 +87,26 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=Fa
     float inputs need no lower clamp or NaN test as they are quantized (helpers.quantize).
     """
     z, h, n, d = q.shape
+    n_k = k.shape[2]
+    bias = bias_view(bias, q, k)
     if v_operand_order and v_rows is None:
         raise ValueError("v_operand_order needs v_rows, the rows of v's storage along N")
-    v_rows = v_rows if v_operand_order else n
+    v_rows = v_rows if v_operand_order else n_k
     block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, scales.table)
 
     def grid(meta):
         return (z * h, triton.cdiv(n, meta["BLOCK_M"]))
 
-    wide_acc = n > c.INT32_ACC_MAX_N
+    wide_acc = n_k > c.INT32_ACC_MAX_N
     kernel, launch_options = qflash_fwd_kernel, {}
     if uses_fixed_config(d, wide_acc):  # straight to the jit function: no autotuner on the host path
-        config = fixed_config(n, bias is not None or mask is not None)
+        config = fixed_config(n_k, bias is not None or mask is not None)
         kernel, launch_options = qflash_fwd_kernel.fn, config.all_kwargs()
     kernel[grid](
         q, k, v, out, scales.table, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
-        z, h, n, v_rows, windows,
+        z, h, n, n_k, v_rows, windows,
         HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
         HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
         SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order, **launch_options,

@@ -13,6 +13,7 @@ import triton.language as tl
 
 from .. import constants as c
 from ..scales import pack_scale_rows
+from ..shapes import bias_view
 from .helpers import (
     bias_mask_args, float_row, int_row, load_bias_mask, load_rows, program_rows, round_clamped, store_rows,
     to_output_dtype,
@@ -85,23 +86,23 @@ def _release(x, alpha, mult):
 def _attend_kv_tiles(
     q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
     stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-    s_k, s_v, rscale, exp_m, req_m, l_m, acc_m, sm_scale, N,
+    s_k, s_v, rscale, exp_m, req_m, l_m, acc_m, sm_scale, N, N_K,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, DTYPE: tl.constexpr,
 ):
-    """The published online softmax of one query block over all N keys, BLOCK_N keys per step."""
+    """The published online softmax of one query block over all N_K keys, BLOCK_N keys per step."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     dim_ok = offs_d < HEAD_DIM
-    for start in range(0, N, BLOCK_N):
-        # -- scores: int8 Q.K^T, plus the converted bias + mask; keys past N score -2**20 --
+    for start in range(0, N_K, BLOCK_N):
+        # -- scores: int8 Q.K^T, plus the converted bias + mask; keys past N_K score -2**20 --
         keys = start + offs_n
-        key_ok = keys < N
+        key_ok = keys < N_K
         kt = tl.load(k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd,
                      mask=dim_ok[:, None] & key_ok[None, :], other=0)
         s = tl.dot(q, _quantize(kt, s_k, DTYPE), out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
-            total = _in_dtype(load_bias_mask(bias_head, mask_window, offs_m, keys, N, stride_bn, stride_bk, stride_mn,
+            total = _in_dtype(load_bias_mask(bias_head, mask_window, offs_m, keys, N, N_K, stride_bn, stride_bk, stride_mn,
                                              stride_mk, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK), DTYPE)
             units = _in_dtype(tl.math.div_rn(_in_dtype(total * LOG2E, DTYPE), sm_scale), DTYPE)
             units = tl.where(units == units, units, 0.0)
@@ -130,9 +131,9 @@ def qflash_paper_fwd_kernel(
     stride_kz, stride_kh, stride_kn, stride_kd,
     stride_vz, stride_vh, stride_vn, stride_vd,
     stride_oz, stride_oh, stride_on, stride_od,
-    stride_bh, stride_bn, stride_bk,
+    stride_bz, stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    Z, H, N, NUM_WINDOWS,
+    Z, H, N, N_K, NUM_WINDOWS,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, DTYPE: tl.constexpr,
 ):
@@ -145,11 +146,11 @@ def qflash_paper_fwd_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.int32)
     acc, l_i = _attend_kv_tiles(
         q, acc, l_i, m_i, offs_m, K + z * stride_kz + h * stride_kh, V + z * stride_vz + h * stride_vh,
-        BIAS + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
+        BIAS + z * stride_bz + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
         stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
         float_row(SCALES, ROW_S_K, z, Z), float_row(SCALES, ROW_S_V, z, Z), int_row(SCALES, ROW_RSCALE, z, Z),
         int_row(SCALES, ROW_EXP_M, z, Z), int_row(SCALES, ROW_REQ_M, z, Z), int_row(SCALES, ROW_L_M, z, Z),
-        int_row(SCALES, ROW_ACC_M, z, Z), float_row(SCALES, ROW_SM_SCALE, z, Z), N,
+        int_row(SCALES, ROW_ACC_M, z, Z), float_row(SCALES, ROW_SM_SCALE, z, Z), N, N_K,
         HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, DTYPE,
     )
     # -- epilogue: int8(trunc(acc / l)) times s_v, in the model dtype; l as it is (0 or negative where the
@@ -177,6 +178,7 @@ def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
     import torch
 
     z, h, n, d = q.shape
+    bias = bias_view(bias, q, k)
     table = paper_table(scales)
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, table)
     dtype = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[q.dtype]
@@ -184,7 +186,7 @@ def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
     qflash_paper_fwd_kernel[grid](
         q, k, v, out, table, b, mk,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
-        z, h, n, windows,
+        z, h, n, k.shape[2], windows,
         HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=c.PAPER_QUERY_TILE,
         BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
         num_warps=4, num_stages=2, enable_fp_fusion=False,

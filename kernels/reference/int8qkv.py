@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from ..scales import AttentionScales, quantize_int8, window_mask_per_z
+from ..shapes import bias_view
 
 
 def int8qkv_reference(
@@ -20,6 +21,7 @@ def int8qkv_reference(
     mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     z = q.shape[0]
+    bias = bias_view(bias, q, k)
     col = (-1, 1, 1, 1)
     deq = [
         quantize_int8(t, inv).float() * s.view(col)
@@ -29,9 +31,9 @@ def int8qkv_reference(
     if bias is not None or mask is not None:
         attn_bias = torch.zeros((), device=q.device)
         if bias is not None:
-            attn_bias = attn_bias + bias.float().unsqueeze(0)
+            attn_bias = attn_bias + bias.float()
         if mask is not None:
             attn_bias = attn_bias + window_mask_per_z(mask, z).float()
-    out = torch.nn.functional.scaled_dot_product_attention(*deq, attn_mask=attn_bias)
+    out = torch.nn.functional.scaled_dot_product_attention(*deq, attn_mask=attn_bias, scale=scales.softmax_scale)
     nan_rows = torch.isnan(scales.out_scale).view(col)
     return torch.where(nan_rows, torch.full_like(out, float("nan")), out).to(q.dtype)

@@ -15,6 +15,7 @@ import torch
 
 from ..constants import FLOAT32_MAX, IVIT_DEFAULT_OUTPUT_BITS, IVIT_SHIFTMAX_N, IVIT_X0_MIN, QMAX
 from ..scales import AttentionScales, quantize_int8, window_mask_per_z
+from ..shapes import bias_view
 
 DEFAULT_OUTPUT_BITS = IVIT_DEFAULT_OUTPUT_BITS
 
@@ -55,7 +56,10 @@ def shiftmax(x: torch.Tensor, scale: torch.Tensor, output_bits: int = DEFAULT_OU
 
 
 def score_constant(scales: AttentionScales, head_dim: int) -> torch.Tensor:
-    """c = s_q s_k / sqrt(D) in float32: one integer Q.K^T step in logits."""
+    """c = s_q s_k / sqrt(D) (s_q s_k softmax_scale for another scale) in float32: one integer Q.K^T step in
+    logits."""
+    if scales.softmax_scale is not None:
+        return (scales.s_q.float() * scales.s_k.float()) * scales.softmax_scale
     return (scales.s_q.float() * scales.s_k.float()) / head_dim**0.5
 
 
@@ -94,6 +98,7 @@ def ivit_reference(
     """
     check_output_bits(output_bits)
     z, h, n, d = q.shape
+    bias = bias_view(bias, q, k)
     col = (-1, 1, 1, 1)
     # integer products as float matmuls: every partial sum is an integer below 2**24, so float32 is exact on
     # the CPU; float64 on CUDA, where a TF32 setting would round float32 products
@@ -103,7 +108,7 @@ def ivit_reference(
     vi = quantize_int8(v, scales.inv_v).to(exact)
     scores = (qi @ ki.transpose(-1, -2)).float() * score_constant(scales, d).view(col)
     if bias is not None:
-        scores = scores + bias.float().unsqueeze(0)
+        scores = scores + bias.float()
     if mask is not None:
         scores = scores + window_mask_per_z(mask, z).float()
     inv_score = score_inverse_scale(scores.abs().amax(dim=(1, 2, 3)), scales.granularity, group)

@@ -27,6 +27,7 @@ from ..constants import (
     RECIP_BITS,
 )
 from ..scales import AttentionScales, bias_to_score_units, quantize_int8, window_mask_per_z
+from ..shapes import bias_view
 
 WORD = 1 << 32
 
@@ -67,17 +68,20 @@ def qflash_reference(
     bias: Optional[torch.Tensor] = None,
     mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Integer attention of (Z, H, N, D) inputs; returns (Z, H, N, D) in q's dtype (float16 for int8 input).
+    """Integer attention of q (Z, H, N_q, D), k (Z, H, N_k, D), v (Z, H, N_k, D); returns (Z, H, N_q, D) in
+    q's dtype (float16 for int8 input).
 
-    bias: (H, N, N) additive logit bias (Swin's relative-position bias), shared by every z.
-    mask: (W, N, N) additive mask; z uses mask[z % W] (Swin's shifted-window mask).
+    bias: additive logit bias that broadcasts to (Z, H, N_q, N_k) (Swin's relative-position bias: (H, N, N)).
+    mask: (W, N_q, N_k) additive mask; z uses mask[z % W] (Swin's shifted-window mask).
     """
     z, h, n, d = q.shape
+    n_k = k.shape[2]
+    bias = bias_view(bias, q, k)
     qi, ki, vi = (
         (t if t.dtype == torch.int8 else quantize_int8(t, inv)).to(torch.float64)
         for t, inv in ((q, scales.inv_q), (k, scales.inv_k), (v, scales.inv_v))
     )
-    bias_int = _bias_int(bias, mask, scales, z, h, n, q.device)
+    bias_int = _bias_int(bias, mask, scales, (z, h, n, n_k), q.device)
 
     col = (-1, 1, 1, 1)
     exp_mul = scales.exp_mul.long().view(col)
@@ -85,8 +89,8 @@ def qflash_reference(
     m = torch.full((z, h, n, 1), NEG_SCORE, dtype=torch.int64, device=q.device)
     l = torch.zeros((z, h, n, 1), dtype=torch.int64, device=q.device)
     acc = torch.zeros((z, h, n, d), dtype=torch.int64, device=q.device)
-    for start in range(0, n, KEY_TILE):
-        stop = min(start + KEY_TILE, n)
+    for start in range(0, n_k, KEY_TILE):
+        stop = min(start + KEY_TILE, n_k)
         s = (qi @ ki[:, :, start:stop].transpose(-1, -2)).long()
         if bias_int is not None:
             s = s + bias_int[..., start:stop]
@@ -112,12 +116,12 @@ def normalize(acc: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
     return (acc * recip + (1 << (shift - 1))) >> shift
 
 
-def _bias_int(bias, mask, scales, z, h, n, device) -> Optional[torch.Tensor]:
+def _bias_int(bias, mask, scales, shape, device) -> Optional[torch.Tensor]:
     if bias is None and mask is None:
         return None
-    total = torch.zeros((z, h, n, n), dtype=torch.float32, device=device)
+    total = torch.zeros(shape, dtype=torch.float32, device=device)
     if bias is not None:
-        total = total + bias.float().unsqueeze(0)
+        total = total + bias.float()
     if mask is not None:
-        total = total + window_mask_per_z(mask, z).float()
+        total = total + window_mask_per_z(mask, shape[0]).float()
     return bias_to_score_units(total, scales.inv_c).long()

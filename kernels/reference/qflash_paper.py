@@ -29,6 +29,7 @@ from ..constants import (
     PAPER_SHIFT,
 )
 from ..scales import window_mask_per_z
+from ..shapes import bias_view
 
 
 @dataclass
@@ -54,7 +55,8 @@ class PaperScales:
     granularity: str
 
 
-def paper_scales(q, k, v, granularity: str = "batch", group: int = 1, static_scales=None) -> PaperScales:
+def paper_scales(q, k, v, granularity: str = "batch", group: int = 1, static_scales=None,
+                 softmax_scale=None) -> PaperScales:
     """The published scales and constants, per z, on the inputs' device with torch ops (no host sync).
 
     'batch': one scale per tensor over the call (the paper's); 'sample': per image (`group` consecutive z);
@@ -72,7 +74,7 @@ def paper_scales(q, k, v, granularity: str = "batch", group: int = 1, static_sca
         s = list(torch.where(usable, amax, torch.ones_like(amax)) / PAPER_QMAX)
     s_q, s_k, s_v = s
     qk_scale = (s_q * s_k).double()  # the product in the inputs' dtype, then float64 (its .item())
-    sm_scale = (1.0 / d**0.5) * PAPER_LOG2E * qk_scale
+    sm_scale = (1.0 / d**0.5 if softmax_scale is None else softmax_scale) * PAPER_LOG2E * qk_scale
     one = torch.ones_like(sm_scale)
     rscale = torch.clamp(torch.round(one / sm_scale), min=1)
     unit = float(1 << PAPER_SHIFT)
@@ -145,7 +147,7 @@ def paper_bias_int(bias, mask, scales: PaperScales, z: int, dtype: torch.dtype, 
         return None
     total = torch.zeros((), dtype=dtype, device=device)
     if bias is not None:
-        total = total + bias.to(dtype).unsqueeze(0)
+        total = total + bias.to(dtype)
     if mask is not None:
         total = total + window_mask_per_z(mask, z).to(dtype)
     total = total.expand(z, *total.shape[1:]) if total.shape[0] == 1 else total
@@ -172,6 +174,8 @@ def qflash_paper_reference(
     the operands of the final division.
     """
     z, h, n, d = q.shape
+    n_k = k.shape[2]
+    bias = bias_view(bias, q, k)
     col = (-1, 1, 1, 1)
     qi, ki, vi = (quantize_paper(t, s).double() for t, s in ((q, scales.s_q), (k, scales.s_k), (v, scales.s_v)))
     bias_int = paper_bias_int(bias, mask, scales, z, q.dtype, q.device)
@@ -181,8 +185,8 @@ def qflash_paper_reference(
     m = torch.full((z, h, n, 1), PAPER_NEG_INF, dtype=torch.int64, device=q.device)
     l = torch.ones((z, h, n, 1), dtype=torch.int64, device=q.device)
     acc = torch.zeros((z, h, n, d), dtype=torch.int64, device=q.device)
-    for start in range(0, n, PAPER_KEY_TILE):
-        stop = min(start + PAPER_KEY_TILE, n)
+    for start in range(0, n_k, PAPER_KEY_TILE):
+        stop = min(start + PAPER_KEY_TILE, n_k)
         s = (qi @ ki[:, :, start:stop].transpose(-1, -2)).long()
         if bias_int is not None:
             s = wrap32(s + bias_int[..., start:stop])
