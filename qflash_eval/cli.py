@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="defaults from configs/presets.toml (smoke, paper); flags given here win")
     p.add_argument("--all", action="store_true", help="the paper's seven models (= --model paper)")
     p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (the default without --weights)")
+    p.add_argument("--list-models", nargs="?", const="*", metavar="PATTERN",
+                   help="print timm model names (a glob, default all) and whether the integer modes run each; "
+                   "nothing is evaluated")
     add_config_arguments(p)
     return p
 
@@ -66,6 +69,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if argv[:1] == ["compare"]:
             return compare_main(argv[1:])
+        if argv[:1] == ["--list-models"]:
+            return list_models_main(argv[1:])
         return eval_main(argv)
     except KeyboardInterrupt:
         print("eval.py: interrupted", file=sys.stderr)
@@ -89,6 +94,24 @@ def eval_main(argv: list[str]) -> int:
             RuntimeError) as err:
         print(f"eval.py: error: {err}", file=sys.stderr)
         return 2
+
+
+def list_models_main(argv: list[str]) -> int:
+    from .swap.listing import list_models
+
+    if len(argv) > 1:
+        print("eval.py: error: --list-models takes one PATTERN (a glob such as 'swin*')", file=sys.stderr)
+        return 2
+    try:
+        rows = list(list_models(argv[0] if argv else "*"))
+    except ValueError as err:
+        print(f"eval.py: error: {err}", file=sys.stderr)
+        return 2
+    width = max(len(r.name) for r in rows)
+    for r in rows:
+        print(f"{r.name:<{width}}  {'integer' if r.integer else 'no':<7}  {r.note}")
+    print(f"{sum(r.integer for r in rows)} of {len(rows)} models run in the integer modes", file=sys.stderr)
+    return 0
 
 
 def compare_main(argv: list[str]) -> int:

@@ -100,3 +100,17 @@ def test_refused_families_are_named(name):
     model = timm.create_model(REFUSED_FAMILIES[name], pretrained=False)
     with pytest.raises(UnsupportedAttentionError, match="cannot be made integer|no softmax attention"):
         swap_attention(model, AttentionConfig("qflash"))
+
+
+def test_list_models_agrees_with_what_runs(capsys):
+    from qflash_eval.cli import main
+    from qflash_eval.swap.listing import model_support
+
+    for name in SUPPORTED_FAMILIES.values():
+        assert model_support(name).integer, name
+    for name in REFUSED_FAMILIES.values():
+        assert not model_support(name).integer, name
+    assert main(["--list-models", "xcit_nano_12_p16_2*"]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[:2] == ["xcit_nano_12_p16_224", "no"] and "XCA" in out
+    assert main(["--list-models", "no_such_model_*"]) == 2
