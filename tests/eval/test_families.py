@@ -114,3 +114,38 @@ def test_list_models_agrees_with_what_runs(capsys):
     out = capsys.readouterr().out
     assert out.split()[:2] == ["xcit_nano_12_p16_224", "no"] and "XCA" in out
     assert main(["--list-models", "no_such_model_*"]) == 2
+
+
+# in the interpreter (CPU) a few families with short sequences; every family on a GPU
+INTERPRETED_FAMILIES = ("LeViT", "EfficientFormer")
+
+
+@pytest.mark.parametrize("mode", ("qflash", "qflash_paper", "ivit"))
+def test_triton_equals_reference_in_every_family(device, mode, monkeypatch):
+    """Each swapped module's Triton attention (CUDA, or the interpreter) equals the reference on the very
+    q, k, v, bias, mask and scale the module formed."""
+    import qflash_kernels as qk
+
+    families = SUPPORTED_FAMILIES if device.type == "cuda" else INTERPRETED_FAMILIES
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    entry = {"qflash": qk.qflash_attention, "qflash_paper": qk.qflash_paper_attention, "ivit": qk.ivit_attention}[mode]
+    for name in families:
+        model = lively_model(SUPPORTED_FAMILIES[name]).to(device, dtype)
+        swap_attention(model, AttentionConfig(mode, backend="triton"))
+        calls = []
+        attend = SwappedAttention.attend
+
+        def recording(self, q, k, v, bias=None, mask=None, scale=None):
+            out = attend(self, q, k, v, bias=bias, mask=mask, scale=scale)
+            calls.append((q, k, v, bias, mask, scale, self.images_group(q.shape[0]), out))
+            return out
+
+        monkeypatch.setattr(SwappedAttention, "attend", recording)
+        with torch.no_grad():
+            model(input_for(model, images=2 if device.type == "cuda" else 1).to(device, dtype))
+        monkeypatch.setattr(SwappedAttention, "attend", attend)
+        assert calls, name
+        for q, k, v, bias, mask, scale, group, out in calls:
+            ref = entry(q, k, v, bias=bias, mask=mask, group=group, softmax_scale=scale, backend="reference")
+            assert torch.isfinite(out).all() or not torch.isfinite(ref).all(), name
+            assert torch.equal(out, ref), f"{name}: {tuple(q.shape)} {tuple(k.shape)} {tuple(v.shape)}"
