@@ -12,7 +12,7 @@ def evaluate_model(model: nn.Module, data: str, modes: Sequence[str] = ("fp16", 
                    skip_unreadable: bool = False, results: Optional[str] = None, progress: bool = True) -> dict:
     """Top-1/Top-5 of `model` with each attention mode on the same images; returns the report dict.
 
-    model: a timm ViT/DeiT/Swin (weights as they are; a copy is swapped per mode, `model` is left alone).
+    model: a timm vision transformer (weights as they are; a copy is swapped per mode, `model` is left alone).
     data: a local ImageNet folder, parquet file(s) or a hub dataset id, as --data takes.
     modes: names of qflash_eval.MODES; fp16 is added as the reference unless present.
     results: also write the JSON, CSV, Markdown, chart and predictions as `results` (a .json path).

@@ -26,7 +26,7 @@ def version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="eval.py",
-        description="ImageNet Top-1/Top-5 of a timm ViT/DeiT/Swin with fp16, I-ViT or QFlash integer attention, "
+        description="ImageNet Top-1/Top-5 of a timm vision transformer with fp16, I-ViT or QFlash integer attention, "
         "side by side on the same images. `eval.py compare A.json B.json` merges saved results.",
     )
     p.add_argument("--version", action="version", version=f"qflash-eval {version()}")
