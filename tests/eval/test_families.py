@@ -27,6 +27,23 @@ OVERRIDES = {("FastViT", "qflash"): 0.12, ("FastViT", "int8qkv"): 0.12,
              ("LeViT", "qflash_paper"): None, ("LeViT", "ivit"): None}
 
 
+def recorded_calls(model, x, monkeypatch) -> list:
+    """One forward of a swapped model: (q, k, v, bias, mask, scale, group, output) of every attend call."""
+    calls = []
+    attend = SwappedAttention.attend
+
+    def recording(self, q, k, v, bias=None, mask=None, scale=None):
+        out = attend(self, q, k, v, bias=bias, mask=mask, scale=scale)
+        calls.append((q, k, v, bias, mask, scale, self.images_group(q.shape[0]), out))
+        return out
+
+    monkeypatch.setattr(SwappedAttention, "attend", recording)
+    with torch.no_grad():
+        model(x)
+    monkeypatch.setattr(SwappedAttention, "attend", attend)
+    return calls
+
+
 @pytest.fixture(scope="module", params=list(SUPPORTED_FAMILIES))
 def family(request):
     model = lively_model(SUPPORTED_FAMILIES[request.param])
@@ -68,17 +85,7 @@ def test_swapped_modules_give_the_reference_its_inputs(family, monkeypatch):
     _, model, x, _ = family
     swapped = copy.deepcopy(model)
     swap_attention(swapped, AttentionConfig("qflash", backend="reference"))
-    calls = []
-    attend = SwappedAttention.attend
-
-    def recording(self, q, k, v, bias=None, mask=None, scale=None):
-        out = attend(self, q, k, v, bias=bias, mask=mask, scale=scale)
-        calls.append((q, k, v, bias, mask, scale, self.images_group(q.shape[0]), out))
-        return out
-
-    monkeypatch.setattr(SwappedAttention, "attend", recording)
-    with torch.no_grad():
-        swapped(x)
+    calls = recorded_calls(swapped, x, monkeypatch)
     assert calls
     for q, k, v, bias, mask, scale, group, out in calls:
         assert group == q.shape[0]  # one image: every window / patch of the call is its
@@ -132,18 +139,8 @@ def test_triton_equals_reference_in_every_family(device, mode, monkeypatch):
     for name in families:
         model = lively_model(SUPPORTED_FAMILIES[name]).to(device, dtype)
         swap_attention(model, AttentionConfig(mode, backend="triton"))
-        calls = []
-        attend = SwappedAttention.attend
-
-        def recording(self, q, k, v, bias=None, mask=None, scale=None):
-            out = attend(self, q, k, v, bias=bias, mask=mask, scale=scale)
-            calls.append((q, k, v, bias, mask, scale, self.images_group(q.shape[0]), out))
-            return out
-
-        monkeypatch.setattr(SwappedAttention, "attend", recording)
-        with torch.no_grad():
-            model(input_for(model, images=2 if device.type == "cuda" else 1).to(device, dtype))
-        monkeypatch.setattr(SwappedAttention, "attend", attend)
+        calls = recorded_calls(model, input_for(model, images=2 if device.type == "cuda" else 1).to(device, dtype),
+                               monkeypatch)
         assert calls, name
         for q, k, v, bias, mask, scale, group, out in calls:
             ref = entry(q, k, v, bias=bias, mask=mask, group=group, softmax_scale=scale, backend="reference")
