@@ -76,7 +76,7 @@ def qflash_attention(
     """qflash: int8 Q/K/V, quadratic integer exp2, 14-bit probabilities, integer online softmax.
 
     q: (Z, H, N_q, D), k: (Z, H, N_k, D), v: (Z, H, N_k, D_v); float16 / bfloat16 / float32, any strides;
-        1 <= N <= 65536, D and D_v <= 128 (16, 32, 64, 128 run as they are, others zero-padded).
+        1 <= N <= 65536, D and D_v <= 1024 (16, 32, ..., 1024 run as they are, others zero-padded).
     bias: additive logits that broadcast to (Z, H, N_q, N_k), read by index: (H, N, N) is Swin's
         relative-position bias, (Z, 1, N_q, N_k) a per-image bias.
     mask: (W, N_q, N_k) additive mask, z uses mask[z % W] (Swin's shifted windows); Z a multiple of W.

@@ -7,7 +7,7 @@ import torch
 
 from .constants import GRANULARITIES, MAX_SEQUENCE
 
-SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
+SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256, 512, 1024)
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 

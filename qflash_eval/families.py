@@ -23,11 +23,11 @@ SUPPORTED_FAMILIES = {
     "ViT-RelPos": "vit_relpos_small_patch16_224",
     "FastViT": "fastvit_sa12",
     "TNT": "tnt_s_patch16_224",
+    "CaiT": "cait_xxs24_224",
 }
 
 # family -> a model of it that is refused by name (registry.REFUSED or no softmax attention at all)
 REFUSED_FAMILIES = {
-    "CaiT": "cait_xxs24_224",
     "XCiT": "xcit_nano_12_p16_224",
     "CoaT": "coat_lite_tiny",
     "FocalNet": "focalnet_tiny_srf",

@@ -207,9 +207,12 @@ def ivit_fwd_kernel(
 # (query rows, keys per tile, warps) per program; the bits do not depend on them
 LAUNCH = (64, 32, 4)  # rows past 256 keys; the sweep is in docs/performance.md ("I-ViT launch shapes")
 ONE_TILE_MAX_N = 256  # up to here every key of a row fits one tile: e is computed once
+WIDE_HEAD_LAUNCH = (32, 32, 4)  # head dims past 128 (CaiT's talking heads): small tiles
 
 
-def default_launch(n: int) -> tuple[int, int, int]:
+def default_launch(n: int, head_dim: int = 64) -> tuple[int, int, int]:
+    if head_dim > 128:
+        return WIDE_HEAD_LAUNCH
     if n <= ONE_TILE_MAX_N:
         keys = max(32, triton.next_power_of_2(n))
         return (64 if keys <= 64 else 32), keys, 4
@@ -235,7 +238,7 @@ def launch_ivit(q, k, v, scales, bias=None, mask=None, output_bits: int = 16, gr
         q8 = quantize_int8(q, scales.inv_q).to(torch.int8)
     score_c = score_constant(scales, d).contiguous()
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, score_c)
-    block_m, block_n, warps = launch or default_launch(n_k)
+    block_m, block_n, warps = launch or default_launch(n_k, d)
     blocks = triton.cdiv(n, block_m)
     geometry = dict(HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=block_m, BLOCK_N=block_n,
                     HAS_BIAS=bias is not None, HAS_MASK=mask is not None)

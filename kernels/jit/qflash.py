@@ -192,6 +192,8 @@ FIXED_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=2)
 FIXED_CONFIG_MULTI_TILE = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=3)
 # a single tile with Swin's bias or mask: no pipelining
 FIXED_CONFIG_BIASED_TILE = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=1)
+# head dims past 128 (CaiT's talking heads, all heads side by side): small tiles, one stage, never autotuned
+FIXED_CONFIG_WIDE_HEAD = triton.Config({"BLOCK_M": 32}, num_warps=4, num_stages=1)
 
 
 def _launch_configs() -> list:
@@ -207,12 +209,14 @@ def _launch_configs() -> list:
 
 
 def uses_fixed_config(head_dim: int, wide_acc: bool) -> bool:
-    """D = 128 and long sequences (int64 accumulators) are autotuned; everything else runs FIXED_CONFIG."""
-    return head_dim <= 64 and not wide_acc
+    """D = 128 and long sequences (int64 accumulators) are autotuned; everything else runs a fixed config."""
+    return head_dim > 128 or (head_dim <= 64 and not wide_acc)
 
 
-def fixed_config(n: int, biased: bool) -> triton.Config:
-    """The launch shape of rows of n keys (head dims <= 64), with or without bias / mask."""
+def fixed_config(n: int, biased: bool, head_dim: int = 64) -> triton.Config:
+    """The launch shape of rows of n keys, with or without bias / mask."""
+    if head_dim > 128:
+        return FIXED_CONFIG_WIDE_HEAD
     if n > KEY_TILE:
         return FIXED_CONFIG_MULTI_TILE
     return FIXED_CONFIG_BIASED_TILE if biased else FIXED_CONFIG

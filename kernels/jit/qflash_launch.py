@@ -101,7 +101,7 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=Fa
     wide_acc = n_k > c.INT32_ACC_MAX_N
     kernel, launch_options = qflash_fwd_kernel, {}
     if uses_fixed_config(d, wide_acc):  # straight to the jit function: no autotuner on the host path
-        config = fixed_config(n_k, bias is not None or mask is not None)
+        config = fixed_config(n_k, bias is not None or mask is not None, d)
         kernel, launch_options = qflash_fwd_kernel.fn, config.all_kwargs()
     kernel[grid](
         q, k, v, out, scales.table, b, mk,

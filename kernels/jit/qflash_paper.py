@@ -189,6 +189,6 @@ def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
         z, h, n, k.shape[2], windows,
         HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=c.PAPER_QUERY_TILE,
         BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
-        num_warps=4, num_stages=2, enable_fp_fusion=False,
+        num_warps=4, num_stages=2 if d <= 128 else 1, enable_fp_fusion=False,
     )
     return out

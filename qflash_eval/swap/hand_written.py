@@ -74,6 +74,27 @@ class TNTAttention(SwappedAttention):
         return a.proj_drop(a.proj(_heads_out(self.attend(q, k, v, scale=a.scale))))
 
 
+class CaiTTalkingHeadAttention(SwappedAttention):
+    """CaiT's talking heads: proj_l mixes the heads' scores before the softmax, proj_w the probabilities
+    after it. Head g's mixed scores are one attention of q'_g = [Wl[g, h] q_h]_h (all heads side by side,
+    head dim H D) over k = [k_h]_h with the bias bl[g]; its probabilities times the values [v_h]_h give every
+    P_g v_h, so out_g = sum_h Ww[g, h] P_h v_g + bw[g] sum_n v_g[n] (docs/algorithm.md, "Talking heads")."""
+
+    def forward(self, x: torch.Tensor):
+        a = self.inner
+        b, n, c = x.shape
+        h, d = a.num_heads, c // a.num_heads
+        q, k, v = a.qkv(x).reshape(b, n, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, D) each
+        side_by_side = (lambda t: t.transpose(1, 2).reshape(b, 1, n, h * d).expand(b, h, n, h * d))
+        q_mixed = (a.proj_l.weight[None, :, :, None, None] * q[:, None]).permute(0, 1, 3, 2, 4).reshape(b, h, n, h * d)
+        bias = a.proj_l.bias.view(h, 1, 1).expand(h, n, n)
+        every_pv = self.attend(q_mixed, side_by_side(k), side_by_side(v), bias=bias, scale=a.scale)
+        pv = every_pv.reshape(b, h, n, h, d)  # [b, g, :, j] = P_g v_j
+        out = torch.einsum("jg,bgnjd->bjnd", a.proj_w.weight.to(pv.dtype), pv)
+        out = out + a.proj_w.bias.to(v.dtype).view(1, h, 1, 1) * v.sum(dim=2, keepdim=True)
+        return a.proj_drop(a.proj(_heads_out(out)))
+
+
 class EfficientFormerAttention(SwappedAttention):
     """EfficientFormer (v1): learned attention biases (H, N, N), key dim 32 against value dim 128."""
 

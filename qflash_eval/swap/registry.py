@@ -50,6 +50,9 @@ SUPPORTED: dict[str, Support] = {
     "timm.models.crossvit.CrossAttention": Support(
         "CrossViT", "cross attention: one branch's class token over the other's tokens (N_q = 1)",
         hw.CrossViTCrossAttention),
+    "timm.models.cait.TalkingHeadAttn": Support(
+        "CaiT", "talking heads: scores mixed across heads before the softmax, probabilities after it",
+        hw.CaiTTalkingHeadAttention),
     "timm.models.tnt.Attention": Support("TNT", "inner (pixel) and outer (patch) attention", hw.TNTAttention),
     "timm.models.efficientformer.Attention": Support(
         "EfficientFormer", "self-attention + learned attention biases, D_v = 4 D", hw.EfficientFormerAttention),
@@ -63,10 +66,6 @@ SUPPORTED: dict[str, Support] = {
 }
 
 REFUSED: dict[str, Support] = {
-    "timm.models.cait.TalkingHeadAttn": Support(
-        "CaiT", "talking-heads attention", None,
-        "mixes the heads' scores by a learned matrix before the softmax and the probabilities after it, so "
-        "no head computes softmax(Q K^T) V on its own; the integer kernels have no place for the mixing"),
     "timm.models.xcit.XCA": Support(
         "XCiT", "cross-covariance attention", None,
         "a softmax over channels (D x D scores per head), not over tokens: its 'head dim' is the token count"),

@@ -62,6 +62,25 @@ def test_float_modes_are_timms_forward(family):
             assert torch.equal(float_model(x), logits)
 
 
+def test_swapped_forwards_in_float_are_timms(family):
+    """With float attention in place of the integer call (the calibration pass), every swapped forward is
+    timm's own function: the rewritten ones (talking heads, cosine attention, pooling) lose nothing. Every
+    linear bias is made nonzero first, so that the bias terms (CaiT's proj_l / proj_w) are tested too."""
+    _, model, x, _ = family
+    biased = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in biased.modules():
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(2))
+        logits = biased(x)
+    swapped = copy.deepcopy(biased)
+    swap_attention(swapped, AttentionConfig("qflash", backend="reference"))
+    swapped.qflash_context.observing = True
+    with torch.no_grad():
+        out = swapped(x)
+    assert ((out - logits).norm() / logits.norm()).item() < 1e-5
+
+
 @pytest.mark.parametrize("mode", INTEGER_MODES)
 def test_integer_logits_close_to_float(family, mode):
     name, model, x, logits = family

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.slow
 
 VARIANTS = {"qflash": qflash_attention, "qflash_paper": qflash_paper_attention, "ivit": ivit_attention}
 # (Z, H, N_q, N_k, D, D_v): class attention (N_q = 1), spatially reduced keys (N_q > N_k), more keys than
-# queries, an odd head dim (XCiT, CaiT: 48), TNT's inner D = 6, LeViT's D = 16 with D_v = 64
+# queries, an odd head dim (XCiT, CaiT: 48), TNT's inner D = 6, LeViT's D = 16 with D_v = 64, and CaiT's
+# talking heads with all heads side by side (D = 4 x 48 and 6 x 48: the wide kernel head dims 256 and 512)
 SHAPES = [(2, 2, 1, 197, 64, 64), (2, 1, 70, 17, 32, 32), (3, 2, 37, 100, 48, 48), (2, 2, 16, 16, 6, 6),
-          (2, 2, 49, 16, 16, 64)]
+          (2, 2, 49, 16, 16, 64), (1, 2, 20, 45, 192, 192), (1, 1, 9, 40, 288, 288)]
 
 
 def qkv(rng, z, h, n_q, n_k, d, d_v, device):
@@ -88,5 +89,5 @@ def test_bad_shapes_are_named(rng):
         qflash_attention(q, k[:, :, :8], v)
     with pytest.raises(ValueError, match="does not broadcast"):
         qflash_attention(q, k, v, bias=torch.zeros(2, 3, 8, 9))
-    with pytest.raises(ValueError, match="at most 128"):
-        qflash_attention(*qkv(rng, 1, 1, 4, 4, 160, 160, "cpu"))
+    with pytest.raises(ValueError, match="at most 1024"):
+        qflash_attention(*qkv(rng, 1, 1, 4, 4, 1030, 1030, "cpu"))
