@@ -117,19 +117,39 @@ def qflash_attention_int8(
     mask: Optional[torch.Tensor] = None,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """qflash on already-quantized int8 (Z, H, N, D) Q/K/V with float scales (s_q, s_k, s_v); float16 output."""
+    """qflash on already-quantized int8 (Z, H, N, D) Q/K/V with their scales (s_q, s_k, s_v); float16 output.
+
+    scales: each a float or a tensor of shape () or (Z,) (per image). Tensors on q8's device are read there
+    (no host copy: the call can be captured in a CUDA graph); float scales are turned into the kernel's
+    constants once per value and device, so after a first call they need no host copy either.
+    """
     check_attention_inputs(q8, k8, v8, bias, mask, allow_int8=True)
     if needs_padding(q8, v8):
         raise ValueError(f"qflash_attention_int8 needs q, k, v of one head dim in {SUPPORTED_HEAD_DIMS}, got "
                          f"{q8.shape[3]} and {v8.shape[3]} (qflash_attention pads others)")
     bias = bias_view(bias, q8, k8)
     check_static_scales(scales, q8.shape[0])
-    int_scales = scales_from_amax(static_amax(scales, q8.shape[0], q8.device), q8.shape[3], "static")
+    int_scales = _int8_entry_scales(tuple(scales), q8.shape[0], q8.shape[3], q8.device)
     if resolve_backend(backend, q8.device) == "reference":
         return qflash_reference(q8, k8, v8, int_scales, bias, mask)
     from .jit.qflash_launch import empty_output, launch_qflash
 
     return launch_qflash(q8, k8, v8, empty_output(q8.shape, torch.float16, q8.device), int_scales, bias, mask)
+
+
+_FLOAT_SCALE_CONSTANTS: dict = {}  # (s_q, s_k, s_v, Z, D, device) -> AttentionScales of float scales
+_FLOAT_SCALE_ENTRIES = 64
+
+
+def _int8_entry_scales(scales: tuple, z: int, d: int, device: torch.device) -> AttentionScales:
+    if not all(isinstance(s, (int, float)) for s in scales):
+        return scales_from_amax(static_amax(scales, z, device), d, "static")
+    key = (*(float(s) for s in scales), z, d, str(device))
+    if key not in _FLOAT_SCALE_CONSTANTS:
+        if len(_FLOAT_SCALE_CONSTANTS) >= _FLOAT_SCALE_ENTRIES:
+            _FLOAT_SCALE_CONSTANTS.clear()
+        _FLOAT_SCALE_CONSTANTS[key] = scales_from_amax(static_amax(scales, z, device), d, "static")
+    return _FLOAT_SCALE_CONSTANTS[key]
 
 
 def qflash_paper_attention(

@@ -6,13 +6,15 @@ import torch
 
 from qflash_eval.attention_swap import AttentionConfig, swap_attention
 from qflash_eval.graphs import GraphedForward
+from qflash_eval.modes import MODES
 
 from helpers import tiny_vit
 
 
-def test_graphed_forward_replays_the_model_or_refuses_cpu_inputs(device, rng):
+@pytest.mark.parametrize("mode", [name for name, m in MODES.items() if m.is_integer])
+def test_graphed_forward_replays_the_model_or_refuses_cpu_inputs(device, rng, mode):
     model = tiny_vit()
-    swap_attention(model, AttentionConfig("qflash"))
+    swap_attention(model, AttentionConfig(mode))
     graphed = GraphedForward(model, max_shapes=2)
     x = torch.randn(4, 3, 64, 64, generator=rng)
     if device.type != "cuda":  # nothing to capture: a clear error instead of a silent eager run
@@ -25,6 +27,8 @@ def test_graphed_forward_replays_the_model_or_refuses_cpu_inputs(device, rng):
         first = graphed(x)
         assert torch.equal(first, model(x))
         assert torch.equal(graphed(y), model(y))  # a second replay of the same graph, new input
+        for _ in range(3):  # more replays, with the first input again
+            assert torch.equal(graphed(x), first)
         assert torch.equal(first, model(x))  # the caller's copy is not overwritten by that replay
         assert torch.equal(graphed(x[:1]), model(x[:1]))  # a second shape, a second graph
         assert torch.equal(graphed(x[:3]), model(x[:3]))  # past max_shapes: eager

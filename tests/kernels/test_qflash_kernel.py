@@ -161,6 +161,30 @@ def test_int8_inputs_match_the_float_path(rng, device):
     assert torch.equal(from_int8, from_float.half())
 
 
+def test_int8_entry_takes_per_image_tensor_scales_and_is_capturable(rng, device):
+    q, k, v = random_qkv(rng, 2, 3, 197, 64, device=device)
+    static = (0.02, 0.025, 0.015)
+    ints = [quantize_int8(t, torch.full((2,), 1 / s, device=device)).to(torch.int8) for t, s in zip((q, k, v), static)]
+    from_floats = qflash_attention_int8(*ints, static, backend="triton")
+    per_image = tuple(torch.full((2,), s, device=device) for s in static)
+    assert torch.equal(qflash_attention_int8(*ints, per_image, backend="triton"), from_floats)
+    mixed = (torch.tensor([0.02, 0.04], device=device), *per_image[1:])
+    alone = qflash_attention_int8(*(t[1:] for t in ints), (0.04, 0.025, 0.015), backend="triton")
+    assert torch.equal(qflash_attention_int8(*ints, mixed, backend="triton")[1:], alone)
+    assert not torch.equal(from_floats[1:], alone)
+    if device.type != "cuda":
+        return
+    for scales in (per_image, static):  # tensor scales, and float ones after a first call
+        qflash_attention_int8(*ints, scales)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = qflash_attention_int8(*ints, scales)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, from_floats)
+
+
 def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rng, device):
     """Scale 1 makes x.5 inputs exact ties: the reference (torch.round) and the kernel's magic-number
     rounding must both send them to the even neighbour, on load and in the quantize pass."""
