@@ -75,10 +75,14 @@ def _timed(work, device: torch.device) -> float:
 
 
 def loader_error_line(err: BaseException) -> str:
-    """One line for an error raised in a decode worker (the DataLoader re-raises it with a traceback text)."""
-    text = str(err).strip().splitlines()
-    last = next((line for line in reversed(text) if line.strip()), type(err).__name__)
-    return f"the data loader failed: {last.strip()}"
+    """One line for an error raised in a decode worker (the DataLoader re-raises it with a traceback text).
+    A CUDA error there (the pin-memory thread calls CUDA) is named as one: its cause is GPU work, not data."""
+    text = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    cuda = next((line for line in text if "CUDA error" in line or "CUDA Error" in line), None)
+    if cuda is not None:
+        return (f"a CUDA error surfaced in the data loader's pin-memory thread, not in the data: {cuda} "
+                "(the failing GPU work came before it; CUDA_LAUNCH_BLOCKING=1 names it)")
+    return f"the data loader failed: {text[-1] if text else type(err).__name__}"
 
 
 def evaluate(models: list[ModeModel], loader, device: torch.device, progress=None,

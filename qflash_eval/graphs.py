@@ -70,7 +70,9 @@ class GraphedForward:
             graph = torch.cuda.CUDAGraph()
             if self.pool is None:
                 self.pool = torch.cuda.graph_pool_handle()
-            with torch.cuda.graph(graph, pool=self.pool):
+            # thread_local: the data loader's pin-memory thread keeps allocating pinned memory meanwhile,
+            # which the default (global) mode forbids, failing that thread's next batch with a CUDA error
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
                 static_out = self.model(static_in)
         except RuntimeError as err:
             self.fallback = f"capture failed for input {list(key[0])}: {str(err).splitlines()[0]}"

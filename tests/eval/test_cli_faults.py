@@ -135,3 +135,15 @@ def test_batch_granularity_batches_do_not_depend_on_workers(tmp_path, weights, f
     assert (tmp_path / "one.predictions.csv").read_text() == (tmp_path / "two.predictions.csv").read_text()
 
 
+
+
+def test_a_cuda_error_in_the_loader_is_named_as_one():
+    from qflash_eval.evaluate import loader_error_line
+
+    cuda = RuntimeError("Caught RuntimeError in pin memory thread for device 0.\nTraceback ...\n"
+                        "RuntimeError: CUDA error: operation not permitted when stream is capturing\n"
+                        "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
+    line = loader_error_line(cuda)
+    assert "CUDA error: operation not permitted" in line and "not in the data" in line
+    assert loader_error_line(ValueError("Traceback\n  bad.jpg: cannot identify image\n")) == \
+        "the data loader failed: bad.jpg: cannot identify image"

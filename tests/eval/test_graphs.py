@@ -54,3 +54,37 @@ def test_graphed_forward_falls_back_to_eager_when_capture_fails(device):
         assert torch.equal(graphed(x), x * 6.0)
     assert graphed.graphs == {} and graphed.eager_calls == 2
     assert graphed.fallback.startswith("capture failed for input [2, 3]")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_capture_runs_beside_a_thread_that_pins_memory(rng):
+    """eval.py's data loader pins each batch in a thread of its own while graphs are captured; the capture
+    must neither fail nor make that thread's CUDA calls fail."""
+    import threading
+
+    model = tiny_vit().to("cuda", torch.float16)
+    swap_attention(model, AttentionConfig("qflash_paper"))
+    graphed = GraphedForward(model, max_shapes=4)
+    stop, errors = threading.Event(), []
+
+    def pin():
+        size = 1 << 16
+        while not stop.is_set():
+            try:
+                torch.empty(size, dtype=torch.uint8, pin_memory=True)
+                size = size % (1 << 22) + (1 << 16)  # new sizes: fresh pinned allocations
+            except RuntimeError as err:
+                errors.append(str(err))
+                return
+
+    thread = threading.Thread(target=pin)
+    thread.start()
+    try:
+        with torch.inference_mode():
+            for images in (4, 3, 2, 1):
+                x = torch.randn(images, 3, 64, 64, generator=rng).to("cuda", torch.float16)
+                assert torch.equal(graphed(x), model(x))
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == [] and graphed.fallback is None and len(graphed.graphs) == 4
