@@ -72,6 +72,42 @@ def _int8qkv(q, k, v, config: AttentionConfig, **common):
     return qk.int8qkv_attention(q, k, v, **common)
 
 
+def _sage(q, k, v, config: AttentionConfig, bias=None, mask=None, softmax_scale=None, **_scales):
+    from qflash_kernels.peers import sage_attention
+
+    return sage_attention(q, k, v, bias=bias, mask=mask, softmax_scale=softmax_scale)
+
+
+def _intflash(q, k, v, config: AttentionConfig, bias=None, mask=None, softmax_scale=None, **_scales):
+    from qflash_kernels.peers import intflash_attention
+
+    return intflash_attention(q, k, v, bias=bias, mask=mask, softmax_scale=softmax_scale)
+
+
+def _fp8(q, k, v, config: AttentionConfig, granularity="sample", group=1, bias=None, mask=None,
+         softmax_scale=None, **_static):
+    from qflash_kernels.peers import fp8_attention
+
+    return fp8_attention(q, k, v, bias=bias, mask=mask, softmax_scale=softmax_scale, granularity=granularity,
+                         group=group)
+
+
+def _peer_fields(scales: str, implementation: str):
+    def fields(config: AttentionConfig, device) -> dict:
+        return {"scales": scales, "implementation": implementation}
+
+    return fields
+
+
+def _sage_fields(config: AttentionConfig, device) -> dict:
+    import importlib.util
+
+    package = importlib.util.find_spec("sageattention") is not None and getattr(device, "type", device) == "cuda"
+    return {"scales": "per block: 128 query rows, 64 keys (the package's)",
+            "implementation": "sageattention package where it takes the call (no bias/mask), else the PyTorch "
+                              "reference" if package else "PyTorch reference (sageattention not installed or CPU)"}
+
+
 def _ivit_fields(config: AttentionConfig, device) -> dict:
     import qflash_kernels as qk
 
@@ -102,16 +138,26 @@ MODES: dict[str, Mode] = {m.name: m for m in (
          "(Triton kernel or its bit-exact reference)",
          attend=_qflash, report_fields=_kernel_fields("KEY_TILE"), paper_column="qflash"),
     Mode("int8qkv", "ablation: int8 Q/K/V with an exact float softmax", attend=_int8qkv),
+    Mode("sage", "peer: SageAttention 1.0.x: K smoothed, int8 Q/K per block, float softmax, float16 P.V",
+         attend=_sage, report_fields=_sage_fields),
+    Mode("intflash", "peer: INT-FlashAttention, fully int8: per-token int8 Q/K, int8 V, float online softmax, "
+         "int8 P", attend=_intflash,
+         report_fields=_peer_fields("per token (Q, K), per image and head (V)", "PyTorch reference")),
+    Mode("fp8", "peer: FP8 attention as FlashAttention-3 runs it: e4m3 Q/K/V per image, e4m3 P, float32 "
+         "accumulation", attend=_fp8,
+         report_fields=_peer_fields("per tensor per image (--granularity sample or batch)", "PyTorch reference")),
 )}
 ALL_MODES = ("fp32", "fp16", "ivit", "qflash_paper", "qflash")  # what --mode all runs
+PEER_MODES = ("sage", "intflash", "fp8")  # what --mode peers runs
+GROUPS = {"all": ALL_MODES, "peers": PEER_MODES}
 
 
 def parse_modes(text: str, with_reference: bool = True) -> list[str]:
-    """'all', one mode or a comma list -> the modes to run, fp16 first when with_reference."""
-    names = list(ALL_MODES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    """'all', 'peers', one mode or a comma list of them -> the modes to run, fp16 first when with_reference."""
+    names = [name for m in text.split(",") if m.strip() for name in GROUPS.get(m.strip(), (m.strip(),))]
     unknown = [m for m in names if m not in MODES]
     if unknown or not names:
-        raise ValueError(f"unknown mode {', '.join(unknown) or repr(text)}; choose from {', '.join(MODES)} or all")
+        raise ValueError(f"unknown mode {', '.join(unknown) or repr(text)}; choose from {', '.join(MODES)}, all or peers")
     if with_reference and REFERENCE_MODE not in names:
         names = [REFERENCE_MODE] + names
     return list(dict.fromkeys(names))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .config import DEFAULT_HUB_DATASET
-from .modes import ALL_MODES, MODES
+from .modes import ALL_MODES, MODES, PEER_MODES
 
 # what qflash_kernels accepts (tests/eval/test_run_config.py checks the two agree); kept here so that
 # the parser needs no torch import
@@ -37,7 +37,7 @@ class RunConfig:
         "Swin-S, ...), a timm name, a comma list, or 'paper' (the paper's seven models in turn, one combined table)")
     mode: str = setting(
         "qflash", "--mode", result=True,
-        help=f"one of {', '.join(MODES)}, a comma list, or 'all' (= {','.join(ALL_MODES)})")
+        help=f"one of {', '.join(MODES)}, a comma list; 'all' (= {','.join(ALL_MODES)}) and 'peers' (= {','.join(PEER_MODES)}) in it")
     no_fp16_reference: bool = setting(
         False, "--no-fp16-reference", result=True,
         help="do not add fp16 when it is not asked for (no agreement / delta columns then)")

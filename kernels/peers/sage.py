@@ -1,0 +1,66 @@
+"""sage: SageAttention 1.0.x (Zhang et al., 2024), its Triton path (`sageattn_qk_int8_pv_fp16_triton`).
+
+K is smoothed (its mean over tokens subtracted: softmax is unchanged by it); Q, times the softmax scale and
+log2(e), and K are quantized to int8 per block of 128 query rows and 64 keys (scale max|x| / 127, round
+half away from zero); S = int8 Q.K^T times both block scales; online softmax in float32 over 64-key tiles
+with exp2; P cast to float16 and P.V of each tile accumulated in float16, then added to a float32
+accumulator. Bias and Swin's mask (which the package does not take) are added to S in log2 units.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Optional
+
+import torch
+
+from .online import LOG2E, additive_log2, online_softmax
+
+Q_BLOCK, K_BLOCK = 128, 64  # the package's BLKQ, BLKK (also its key tile)
+
+
+def _quantize_per_block(x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 values (as float32) and one scale per `block` rows of each (z, h): max|x| / 127, round half away."""
+    z, h, n, d = x.shape
+    blocks = -(-n // block)
+    padded = torch.nn.functional.pad(x, (0, 0, 0, blocks * block - n)).view(z, h, blocks, block, d)
+    scale = padded.abs().amax(dim=(3, 4), keepdim=True) / 127.0
+    scaled = padded / torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero block stays 0
+    ints = torch.trunc(scaled + 0.5 * torch.where(scaled >= 0, 1.0, -1.0))
+    return ints.view(z, h, blocks * block, d)[:, :, :n], scale.view(z, h, blocks)
+
+
+def sage_reference(q, k, v, bias=None, mask=None, softmax_scale: Optional[float] = None) -> torch.Tensor:
+    """(Z, H, N_q, D) q, (Z, H, N_k, D) k, (Z, H, N_k, D_v) v -> (Z, H, N_q, D_v) in q's dtype."""
+    scale = q.shape[3] ** -0.5 if softmax_scale is None else softmax_scale
+    k_smooth = (k - k.mean(dim=2, keepdim=True)).float()  # the mean in k's dtype, as the package takes it
+    q8, q_scale = _quantize_per_block(q.float() * (scale * LOG2E), Q_BLOCK)
+    k8, k_scale = _quantize_per_block(k_smooth, K_BLOCK)
+    q_rows = q_scale.repeat_interleave(Q_BLOCK, dim=2)[:, :, :q.shape[2], None]
+    v16 = v.half()
+
+    def scores(start, stop):
+        s = (q8.double() @ k8[:, :, start:stop].double().transpose(-1, -2)).float()  # exact integer products
+        return s * q_rows * k_scale[:, :, start // K_BLOCK].view(*k_scale.shape[:2], 1, 1)
+
+    def pv(p, start, stop):
+        return (p.half().float() @ v16[:, :, start:stop].float()).half().float()
+
+    out = online_softmax(scores, pv, k.shape[2], K_BLOCK, (*q.shape[:3], v.shape[3]), additive_log2(bias, mask, q, k))
+    return out.to(q.dtype)
+
+
+def sage_implementation(q, bias=None, mask=None) -> str:
+    """'package' where the sageattention package runs this call (CUDA, fp16/bf16, no bias or mask), else
+    'reference'."""
+    if (q.is_cuda and bias is None and mask is None and q.dtype in (torch.float16, torch.bfloat16)
+            and importlib.util.find_spec("sageattention") is not None):
+        return "package"
+    return "reference"
+
+
+def sage_attention(q, k, v, *, bias=None, mask=None, softmax_scale: Optional[float] = None) -> torch.Tensor:
+    if sage_implementation(q, bias, mask) == "package":
+        from sageattention import sageattn
+
+        return sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=softmax_scale)
+    return sage_reference(q, k, v, bias, mask, softmax_scale)
