@@ -69,6 +69,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if argv[:1] == ["compare"]:
             return compare_main(argv[1:])
+        if argv[:1] == ["diagnose"]:
+            from .diagnose.command import main as diagnose_main
+
+            return diagnose_main(argv[1:])
         if argv[:1] == ["--list-models"]:
             return list_models_main(argv[1:])
         return eval_main(argv)
