@@ -42,7 +42,8 @@ def chart(report: dict) -> bytes:
     import numpy as np
 
     modes = list(report["modes"])
-    fig, axes = plt.subplots(1, len(modes) + 1, figsize=(3.2 * (len(modes) + 1), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(modes) + 1, figsize=(2.6 * (len(modes) + 1), 4.0), squeeze=False,
+                             constrained_layout=True)
     heads = max(len(c["sqnr_db"]) for m in modes for c in report["modes"][m]["layers"])
     grids = {m: np.full((len(report["layers"]), heads), np.nan) for m in modes}
     for m in modes:
@@ -55,16 +56,16 @@ def chart(report: dict) -> bytes:
         ax.set_title(f"{m}: SQNR dB")
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
-    fig.colorbar(image, ax=axes[0][:len(modes)].tolist(), shrink=0.8)
+    fig.colorbar(image, ax=axes[0][len(modes) - 1], shrink=0.8)
     depth_ax = axes[0][-1]
     for m in modes:
         depth_ax.plot(report["modes"][m]["propagated_sqnr_db"], marker=".", label=m)
-    depth_ax.set_title("block output vs fp16 (propagated)")
+    depth_ax.set_title("blocks vs fp16")
     depth_ax.set_xlabel("block")
     depth_ax.set_ylabel("SQNR dB")
     depth_ax.legend(fontsize=7)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
 
