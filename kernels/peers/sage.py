@@ -49,18 +49,24 @@ def sage_reference(q, k, v, bias=None, mask=None, softmax_scale: Optional[float]
     return out.to(q.dtype)
 
 
-def sage_implementation(q, bias=None, mask=None) -> str:
-    """'package' where the sageattention package runs this call (CUDA, fp16/bf16, no bias or mask), else
-    'reference'."""
-    if (q.is_cuda and bias is None and mask is None and q.dtype in (torch.float16, torch.bfloat16)
-            and importlib.util.find_spec("sageattention") is not None):
-        return "package"
-    return "reference"
+PACKAGE_HEAD_DIMS = (64, 96, 128)
+
+
+def sage_implementation(q, k, v, bias=None, mask=None) -> str:
+    """'package' where sageattention 1.0.x runs this call (CUDA, fp16/bf16, head dims 64/96/128 with D_v = D,
+    rows contiguous, no bias or mask), else 'reference'."""
+    usable = (q.is_cuda and bias is None and mask is None and q.dtype in (torch.float16, torch.bfloat16)
+              and q.shape[3] in PACKAGE_HEAD_DIMS and v.shape[3] == q.shape[3]
+              and all(t.stride(3) == 1 for t in (q, k, v)))
+    return "package" if usable and importlib.util.find_spec("sageattention") is not None else "reference"
 
 
 def sage_attention(q, k, v, *, bias=None, mask=None, softmax_scale: Optional[float] = None) -> torch.Tensor:
-    if sage_implementation(q, bias, mask) == "package":
+    """SageAttention on (Z, H, N_q, D) q, (Z, H, N_k, D) k, (Z, H, N_k, D_v) v: the package where it takes
+    the call (sage_implementation), the specification otherwise. Returns (Z, H, N_q, D_v) in q's dtype."""
+    if sage_implementation(q, k, v, bias, mask) == "package":
         from sageattention import sageattn
 
-        return sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=softmax_scale)
+        # the package smooths k in place (k -= mean): it gets a copy, the caller's k stays as it was
+        return sageattn(q, k.clone(), v, tensor_layout="HND", is_causal=False, sm_scale=softmax_scale)
     return sage_reference(q, k, v, bias, mask, softmax_scale)

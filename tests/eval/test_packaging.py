@@ -25,7 +25,9 @@ def test_wheel_evaluates_an_alias_with_the_checkout_out_of_the_way(tmp_path):
     [wheel] = (tmp_path / "dist").glob("qflash_eval-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "qflash_eval/configs/models.toml" in names and "qflash_eval/configs/presets.toml" in names
-    assert any(n.startswith("qflash_kernels/jit/") for n in names)
+    for package in ("qflash_kernels/jit/", "qflash_kernels/peers/", "qflash_kernels/reference/", "qflash_eval/swap/",
+                    "qflash_eval/diagnose/", "qflash_eval/data/"):
+        assert any(n.startswith(package) for n in names), f"{package} missing from the wheel"
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
