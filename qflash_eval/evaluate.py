@@ -135,6 +135,8 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                     # the full batch and a single image: kernels tune per launch-size class, and the
                     # last batches are short
                     for j, m in enumerate(models):
+                        if progress is not None:  # a new machine compiles the kernels now: say so
+                            progress.set_postfix_str(f"warm-up: {m.mode} (kernels compile on first use)")
                         result.warmup_seconds[j] = _timed(
                             lambda: (m(images), m(images[:1])), device)
                 top5 = []

@@ -196,6 +196,27 @@ def test_loop_separates_data_wait_warmup_and_model_time():
     assert t["images_per_s"] == round(4 / outcome.wall_seconds, 1)
 
 
+class RecordingProgress:
+    def __init__(self):
+        self.postfixes, self.images = [], 0
+
+    def set_postfix_str(self, text):
+        self.postfixes.append(text)
+
+    def update(self, n):
+        self.images += n
+
+
+def test_progress_bar_says_when_kernels_compile():
+    batch = batch_of(torch.randn(2, 3, 64, 64), [1, 2], [0, 1])
+    progress = RecordingProgress()
+    evaluate([ModeModel("fp32", tiny_vit(), torch.float32, 0), ModeModel("fp16", tiny_vit(), torch.float32, 0)],
+             SlowLoader(batch, 0.0), torch.device("cpu"), progress=progress, warmup=True)
+    assert progress.postfixes[:2] == ["warm-up: fp32 (kernels compile on first use)",
+                                      "warm-up: fp16 (kernels compile on first use)"]
+    assert progress.postfixes[2].startswith("fp32 ") and progress.images == 4
+
+
 class CapturingForward:
     """Stands in for graphs.GraphedForward: the first call of each input shape spends 0.2 s capturing."""
 
