@@ -85,6 +85,13 @@ def loader_error_line(err: BaseException) -> str:
     return f"the data loader failed: {text[-1] if text else type(err).__name__}"
 
 
+def model_error_line(mode: str, image_indices: torch.Tensor, err: BaseException) -> str:
+    """One line for a failure inside a mode's forward (a kernel, the swap, the model): where it arose."""
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    where = f"images {int(image_indices.min())}-{int(image_indices.max())}" if image_indices.numel() else "a batch"
+    return f"the {mode} model failed on {where}: {type(err).__name__}: {first}"
+
+
 def evaluate(models: list[ModeModel], loader, device: torch.device, progress=None,
              warmup: Optional[bool] = None, skip_unusable: bool = False) -> tuple[PerImage, bool]:
     """Run every model on every batch. Returns the outcomes and whether the run was interrupted.
@@ -131,24 +138,32 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                     continue
                 images = batch.images.to(device, non_blocking=True)
                 labels = batch.labels
-                if warmup and not result.batches:
-                    # the full batch and a single image: kernels tune per launch-size class, and the
-                    # last batches are short
+                current = models[0].mode
+                try:
+                    if warmup and not result.batches:
+                        # the full batch and a single image: kernels tune per launch-size class, and the
+                        # last batches are short
+                        for j, m in enumerate(models):
+                            current = m.mode
+                            if progress is not None:  # a new machine compiles the kernels now: say so
+                                progress.set_postfix_str(f"warm-up: {m.mode} (kernels compile on first use)")
+                            result.warmup_seconds[j] = _timed(lambda: (m(images), m(images[:1])), device)
+                    top5 = []
                     for j, m in enumerate(models):
-                        if progress is not None:  # a new machine compiles the kernels now: say so
-                            progress.set_postfix_str(f"warm-up: {m.mode} (kernels compile on first use)")
-                        result.warmup_seconds[j] = _timed(
-                            lambda: (m(images), m(images[:1])), device)
-                top5 = []
-                for j, m in enumerate(models):
-                    _synchronize(device)
-                    start, setup_before = time.perf_counter(), m.setup_seconds
-                    logits = m(images)
-                    top5.append(logits.float().topk(5, dim=1).indices)
-                    _synchronize(device)
-                    setup = m.setup_seconds - setup_before  # a new batch shape captured: warm-up
-                    seconds[j] += time.perf_counter() - start - setup
-                    result.warmup_seconds[j] += setup
+                        current = m.mode
+                        _synchronize(device)
+                        start, setup_before = time.perf_counter(), m.setup_seconds
+                        logits = m(images)
+                        top5.append(logits.float().topk(5, dim=1).indices)
+                        _synchronize(device)
+                        setup = m.setup_seconds - setup_before  # a new batch shape captured: warm-up
+                        seconds[j] += time.perf_counter() - start - setup
+                        result.warmup_seconds[j] += setup
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as err:  # noqa: BLE001 - the finished batches are kept and reported
+                    result.stopped = model_error_line(current, batch.index, err)
+                    break
                 top5_t = torch.stack(top5, 1).cpu()
                 result.batches.append((batch.index, labels, top5_t, batch.names))
                 n = labels.numel()
