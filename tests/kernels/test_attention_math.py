@@ -112,7 +112,7 @@ def test_scales_are_one_table_the_kernels_take_as_one_argument(rng, device):
         (lambda: (torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.zeros(2, 3, 4)), ValueError, "rank 4"),
         (lambda: (torch.zeros(1, 2, 8, 32), torch.zeros(1, 2, 9, 32), torch.zeros(1, 2, 8, 32)), ValueError, "do not fit"),
         (lambda: (torch.zeros(1, 2, 8, 32), torch.zeros(1, 3, 9, 32), torch.zeros(1, 3, 9, 32)), ValueError, "do not fit"),
-        (lambda: (torch.zeros(1, 2, 8, 160),) * 3, ValueError, "at most 128"),
+        (lambda: (torch.zeros(1, 2, 8, 1100),) * 3, ValueError, "at most 1024"),
         (lambda: (torch.zeros(1, 2, 8, 32, dtype=torch.int8),) * 3, TypeError, "dtype"),
         (lambda: (torch.zeros(1, 2, 8, 32), torch.zeros(1, 2, 8, 32).half(), torch.zeros(1, 2, 8, 32)), TypeError, "dtypes differ"),
         (lambda: (torch.zeros(0, 2, 8, 32),) * 3, ValueError, "empty"),
