@@ -143,13 +143,24 @@ _FLOAT_SCALE_ENTRIES = 64
 
 def _int8_entry_scales(scales: tuple, z: int, d: int, device: torch.device) -> AttentionScales:
     if not all(isinstance(s, (int, float)) for s in scales):
-        return scales_from_amax(static_amax(scales, z, device), d, "static")
+        return _static_constants(scales, z, d, device)
     key = (*(float(s) for s in scales), z, d, str(device))
     if key not in _FLOAT_SCALE_CONSTANTS:
         if len(_FLOAT_SCALE_CONSTANTS) >= _FLOAT_SCALE_ENTRIES:
             _FLOAT_SCALE_CONSTANTS.clear()
-        _FLOAT_SCALE_CONSTANTS[key] = scales_from_amax(static_amax(scales, z, device), d, "static")
+        _FLOAT_SCALE_CONSTANTS[key] = _static_constants(scales, z, d, device)
     return _FLOAT_SCALE_CONSTANTS[key]
+
+
+def _static_constants(scales: tuple, z: int, d: int, device: torch.device) -> AttentionScales:
+    """The constants of given scales: on CUDA one Triton launch (jit/amax.py, the same bits as the torch
+    ops, which cost several launches of host time)."""
+    amax = static_amax(scales, z, device)
+    if device.type == "cuda":
+        from .jit.amax import scales_from_amax_bits
+
+        return scales_from_amax_bits(amax, z, d, 1, "static")
+    return scales_from_amax(amax, d, "static")
 
 
 def qflash_paper_attention(
