@@ -70,3 +70,27 @@ def test_diagnose_command_writes_its_files(tmp_path):
     assert len(rows) == 1 and f"| {report['modes']['qflash']['worst']['layer']} |" in rows[0]
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["diagnose", "-m", "DeiT-T", "--data", str(SAMPLE_IMAGES), "--mode", "fp16"]) == 2
+
+
+def test_diagnose_keeps_finished_batches_on_ctrl_c_and_guards_results(tmp_path, monkeypatch):
+    from qflash_eval.cli import main
+
+    calls = []
+    add = Diagnosis.add_batch
+
+    def interrupted_second_time(self, images):
+        calls.append(images.shape[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        add(self, images)
+
+    monkeypatch.setattr(Diagnosis, "add_batch", interrupted_second_time)
+    out = tmp_path / "d.json"
+    argv = ["diagnose", "-m", "DeiT-T", "--checkpoint", str(DEIT_TINY_WEIGHTS), "--data", str(SAMPLE_IMAGES),
+            "--mode", "qflash", "-n", "4", "-b", "2", "-j", "0", "--no-progress", "--qflash-backend", "reference",
+            "--results", str(out)]
+    assert main(argv) == 130
+    report = json.loads(out.read_text())
+    assert report["interrupted"] and not report["complete"] and report["images"] == 2
+    assert main(argv) == 2  # the files are there: kept unless --overwrite
+    assert main(argv[:-2] + ["--results", str(tmp_path / "d.csv")]) == 2
