@@ -31,7 +31,7 @@ AMAX_HEADS = 2
 AMAX_WARPS = 2
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ZH", "SLOTS"])
 def _amax_kernel(Q, K, V, OUT, H, N, ZH, SLOTS, GROUP_DIV,
                  sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                  HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HEADS: tl.constexpr):
@@ -59,7 +59,7 @@ ROWS_CHUNK_BYTES = 32768
 ROWS_WARPS = 4
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["SLOTS"])
 def _amax_rows_kernel(Q, K, V, OUT, ROWS_PER_SLOT, CHUNKS_PER_SLOT, CHUNK_STEPS, SLOTS,
                       sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                       COLS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -107,7 +107,11 @@ def _amax_by_rows(q, k, v, out, group_div, load_elements=ROWS_LOAD_ELEMENTS, chu
         COLS=cols, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=ROWS_WARPS)
 
 
-@triton.jit
+# entries per program of the constants kernel: one size for every batch, so one compilation serves them all
+CONSTANTS_BLOCK = 256
+
+
+@triton.jit(do_not_specialize=["Z", "SLOTS"])
 def _constants_kernel(AMAX, CONST64, F32, I32, Z, SLOTS, GROUP_DIV, BLOCK: tl.constexpr):
     z = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = z < Z
@@ -166,7 +170,7 @@ def scales_from_amax_bits(amax: torch.Tensor, z: int, head_dim: int, group_div: 
     """Every constant from a (3, Z // group_div) float32 amax into one AttentionScales table, in one launch
     (rows 0-7 stored as float32 through F32, the int rows through I32)."""
     table = torch.empty((len(SCALE_ROWS), z), dtype=torch.int32, device=amax.device)
-    block = min(1024, triton.next_power_of_2(z))
+    block = CONSTANTS_BLOCK
     _constants_kernel[(triton.cdiv(z, block),)](
         amax, _head_constants(head_dim, amax.device), table.view(torch.float32), table[FLOAT_SCALE_ROWS:], z,
         z // group_div, group_div, BLOCK=block, num_warps=4, enable_fp_fusion=False,

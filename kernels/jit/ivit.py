@@ -137,7 +137,7 @@ def ivit_score_stats_kernel(
     tl.store(ROW_MAX + tl.program_id(0) * N + offs_m, top, mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Z"])
 def ivit_fwd_kernel(
     Q8, K8, V8, O, BIAS, MASK, SCALES, ROW_MAX,
     stride_qz, stride_qh, stride_qn, stride_qd,

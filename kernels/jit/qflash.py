@@ -232,7 +232,7 @@ def _prune_configs(configs, named_args, **kwargs):
 
 @triton.autotune(configs=_launch_configs(), key=["N", "N_K", "HEAD_DIM", "HAS_BIAS", "HAS_MASK", "WIDE_ACC", "SCALES_FROM_X"],
                  prune_configs_by={"early_config_prune": _prune_configs})
-@triton.jit
+@triton.jit(do_not_specialize=["Z"])
 def qflash_fwd_kernel(
     Q, K, V, O, SCALES, BIAS, MASK,
     stride_qz, stride_qh, stride_qn, stride_qd,

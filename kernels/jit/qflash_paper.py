@@ -124,7 +124,7 @@ def _attend_kv_tiles(
     return acc, l_i
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Z"])
 def qflash_paper_fwd_kernel(
     Q, K, V, O, SCALES, BIAS, MASK,
     stride_qz, stride_qh, stride_qn, stride_qd,

@@ -52,7 +52,7 @@ def _quantize_head(which, zh, base, sn, sd, QK_OUT, VT_OUT, ZH, N, N_PAD, inv_sc
         _quantize_rows(base, sn, sd, out, HEAD_DIM, 1, N, N, inv_scale, HEAD_DIM, BLOCK_N, BLOCK_D)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Z"])
 def _quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, SCALES, Z, H, N, N_PAD,
                          sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                          HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -64,7 +64,7 @@ def _quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, SCALES, Z, H, N, N_PAD,
                    float_row(SCALES, ROW_INV_Q + which, z, Z), HEAD_DIM, BLOCK_N, BLOCK_D, FIRST)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Z"])
 def _amax_quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, AMAX, Z, H, N, N_PAD,
                               sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                               HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
