@@ -1,7 +1,8 @@
-"""Command line: `python eval.py --model vit_base --mode qflash`, and `python eval.py compare A.json B.json`.
+"""Command line: `python eval.py --model vit_base --mode qflash`, `python eval.py compare A.json B.json`, and
+`python eval.py diagnose -m MODEL --data DATA --mode MODES`.
 
 This module parses into a RunConfig and dispatches: suite.py runs the models (run.py one of them),
-compare.py merges saved results.
+compare.py merges saved results, diagnose/ says which layer and head lose accuracy.
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="eval.py",
-        description="ImageNet Top-1/Top-5 of a timm vision transformer with fp16, I-ViT or QFlash integer attention, "
-        "side by side on the same images. `eval.py compare A.json B.json` merges saved results.",
+        description="ImageNet Top-1/Top-5 of a timm vision transformer with fp16, I-ViT, QFlash integer attention or "
+        "the peers (SageAttention, INT-FlashAttention, FP8), side by side on the same images. `eval.py compare "
+        "A.json B.json` merges saved results; `eval.py diagnose -m MODEL --data DATA --mode MODES` says which "
+        "attention layer and head lose accuracy.",
     )
     p.add_argument("--version", action="version", version=f"qflash-eval {version()}")
     p.add_argument("--preset", help="defaults from configs/presets.toml (smoke, paper); flags given here win")
