@@ -25,12 +25,15 @@ def markdown(report: dict) -> str:
         last = f"{m['propagated_sqnr_db'][-1]:.1f}" if m["propagated_sqnr_db"] else "-"
         lines.append(f"| {mode} | {w['layer']} | {cell['class']} | {w['head']} | {w['sqnr_db']:.1f} | "
                      f"{cell['cosine'][w['head']]:.5f} | {kl} | {flushed} | {last} |")
-    lines += ["", "Mean SQNR over heads (dB), by layer:", "", "| layer | class | " + " | ".join(modes) + " |",
-              "|---|---|" + "---|" * len(modes)]
+    lines += ["", "Mean SQNR over heads (dB) by layer, and the layer's per-image max|q|, max|k|, max|v| (mean over "
+              "images):", "", "| layer | class | " + " | ".join(modes) + " | amax q | amax k | amax v |",
+              "|---|---|" + "---|" * (len(modes) + 3)]
     for index, name in enumerate(report["layers"]):
         cells = [sum(report["modes"][m]["layers"][index]["sqnr_db"]) / len(report["modes"][m]["layers"][index]["sqnr_db"])
                  for m in modes]
-        lines.append(f"| {index} | {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+        amax = [report["scales"][index][t]["mean"] for t in ("q", "k", "v")]
+        lines.append(f"| {index} | {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " | "
+                     + " | ".join(f"{a:.3g}" for a in amax) + " |")
     return "\n".join(lines) + "\n"
 
 
