@@ -193,10 +193,13 @@ def qflash_paper_attention(
     if granularity == "head":
         return attend_per_head(qflash_paper_attention, q, k, v, bias, mask, group, backend=backend,
                                softmax_scale=softmax_scale)
-    scales = paper_scales(q, k, v, granularity, group, static_scales, softmax_scale)
     if resolve_backend(backend, q.device) == "reference":
+        scales = paper_scales(q, k, v, granularity, group, static_scales, softmax_scale)
         return qflash_paper_reference(q, k, v, scales, bias, mask)
-    from .jit.qflash_paper import launch_qflash_paper
+    from .jit.qflash_paper import launch_qflash_paper, triton_paper_amax
+
+    amax = triton_paper_amax(q, k, v, granularity, group)
+    scales = paper_scales(q, k, v, granularity, group, static_scales, softmax_scale, amax=amax)
 
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     return launch_qflash_paper(q, k, v, out, scales, bias, mask)

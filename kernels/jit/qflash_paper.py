@@ -172,6 +172,20 @@ def paper_table(scales):
                            [scales.rscale, scales.exp_m, scales.req_m, scales.l_m, scales.acc_m])
 
 
+def triton_paper_amax(q, k, v, granularity: str, group: int):
+    """The (3, Z) per-z max|x| of q, k, v in their dtype from the amax kernel (jit/amax.py: one pass over
+    timm's qkv views, where torch's reductions over those strided views take several), or None where the
+    torch path takes them ('static', or q, k, v of different shapes). NaN reads as inf: the same scales."""
+    if granularity not in ("sample", "batch") or not (q.shape == k.shape == v.shape):
+        return None
+    from .amax import amax_per_z
+
+    z = q.shape[0]
+    group_div = z if granularity == "batch" else group
+    amax = amax_per_z(q, k, v, group_div)  # (3, Z // group_div) float32, exact
+    return amax.unsqueeze(2).expand(3, z // group_div, group_div).reshape(3, z).to(q.dtype)
+
+
 def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
     """Run the kernel on validated (Z, H, N, D) float tensors with reference.qflash_paper.PaperScales;
     `out` (q's dtype and shape) is written in place and returned."""
