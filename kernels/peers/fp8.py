@@ -9,19 +9,19 @@ from typing import Optional
 
 import torch
 
+from ..scales import group_amax
 from .online import LOG2E, additive_log2, online_softmax
 
 E4M3_MAX = 448.0
 KEY_TILE = 128
 
 
-def _to_e4m3(x: torch.Tensor, granularity: str, group: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x / s rounded to e4m3 (back in float32) and s = max|x| / 448 per image (`group` z each) or per call."""
-    z = x.shape[0]
-    amax = x.abs().amax(dim=(1, 2, 3))
-    amax = amax.amax().expand(z) if granularity == "batch" else amax.view(z // group, group).amax(1).repeat_interleave(group)
-    s = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax)).view(z, 1, 1, 1)
-    return (x / s).to(torch.float8_e4m3fn).float(), s
+def _to_e4m3(q, k, v, granularity: str, group: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each of q, k, v as x / s rounded to e4m3 (back in float32), with s = max|x| / 448 per image (`group`
+    z each) or per call, shaped (Z, 1, 1, 1)."""
+    amax = group_amax(q, k, v, granularity, group)  # (3, Z) float32
+    scales = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax)).view(3, -1, 1, 1, 1)
+    return [((t.float() / s).to(torch.float8_e4m3fn).float(), s) for t, s in zip((q, k, v), scales)]
 
 
 def fp8_reference(q, k, v, bias=None, mask=None, softmax_scale: Optional[float] = None,
@@ -30,7 +30,7 @@ def fp8_reference(q, k, v, bias=None, mask=None, softmax_scale: Optional[float] 
     if granularity not in ("sample", "batch"):
         raise ValueError(f"fp8 takes granularity 'sample' or 'batch', got {granularity!r}")
     scale = q.shape[3] ** -0.5 if softmax_scale is None else softmax_scale
-    (q8, s_q), (k8, s_k), (v8, s_v) = (_to_e4m3(t.float(), granularity, group) for t in (q, k, v))
+    (q8, s_q), (k8, s_k), (v8, s_v) = _to_e4m3(q, k, v, granularity, group)
 
     def scores(start, stop):
         return (q8 @ k8[:, :, start:stop].transpose(-1, -2)) * (s_q * s_k * (scale * LOG2E))

@@ -47,11 +47,8 @@ class Recorder:
 def block_outputs(model: nn.Module) -> tuple[list, list]:
     """Forward hooks on the parent of every swapped attention module (its block): (names, outputs list)."""
     names, outputs = [], []
-    parents = {}
-    for name, module in model.named_modules():
-        if isinstance(module, SwappedAttention):
-            parent = name.rpartition(".")[0]
-            parents.setdefault(parent, None)
+    parents = dict.fromkeys(name.rpartition(".")[0] for name, module in model.named_modules()
+                            if isinstance(module, SwappedAttention))
     for name in parents:
         block = model.get_submodule(name) if name else model
         names.append(name or "model")

@@ -85,7 +85,10 @@ class CaiTTalkingHeadAttention(SwappedAttention):
         b, n, c = x.shape
         h, d = a.num_heads, c // a.num_heads
         q, k, v = a.qkv(x).reshape(b, n, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, D) each
-        side_by_side = (lambda t: t.transpose(1, 2).reshape(b, 1, n, h * d).expand(b, h, n, h * d))
+
+        def side_by_side(t):  # every head's (N, D) side by side, the same for each of the H heads
+            return t.transpose(1, 2).reshape(b, 1, n, h * d).expand(b, h, n, h * d)
+
         q_mixed = (a.proj_l.weight[None, :, :, None, None] * q[:, None]).permute(0, 1, 3, 2, 4).reshape(b, h, n, h * d)
         bias = a.proj_l.bias.view(h, 1, 1).expand(h, n, n)
         every_pv = self.attend(q_mixed, side_by_side(k), side_by_side(v), bias=bias, scale=a.scale)
