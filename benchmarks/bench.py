@@ -54,6 +54,15 @@ def bench_workload(name: str, batch: int, meter: Optional[EnergyMeter] = None, p
     variants["qflash_op"] = (lambda: qk.qflash_attention(q, k, v), fp16_bytes)
     variants["qflash_paper_op"] = (lambda: qk.qflash_paper_attention(q, k, v, granularity="batch"), fp16_bytes)
     variants["ivit_op"] = (lambda: qk.ivit_attention(q, k, v), fp16_bytes)
+    scale_tensors = tuple(torch.full((z,), 0.03, device="cuda") for _ in range(3))  # the public int8 entry
+    scale_floats = (0.03, 0.03, 0.03)
+    plain = [torch.randint(-127, 128, (z, h, n, d), dtype=torch.int8, device="cuda") for _ in range(3)]
+    int8_bytes = 3 * elements + 2 * elements
+    variants["qflash_int8_entry_floats"] = (lambda: qk.qflash_attention_int8(*plain, scale_floats), int8_bytes)
+    variants["qflash_int8_entry_tensors"] = (lambda: qk.qflash_attention_int8(*plain, scale_tensors), int8_bytes)
+    # the peers' specifications in torch on CUDA (no package to install for these two)
+    variants["intflash_op"] = (lambda: qk.peers.intflash_attention(q, k, v), fp16_bytes)
+    variants["fp8_op"] = (lambda: qk.peers.fp8_attention(q, k, v), fp16_bytes)
     eager_only = set()
     if peers:
         fn, reason = sage(q, k, v)
@@ -81,12 +90,13 @@ def bench_workload(name: str, batch: int, meter: Optional[EnergyMeter] = None, p
             continue
         row = {"workload": name, "batch": batch, "variant": variant, "ms": ms, "peak_mib": round(mem, 1),
                "min_bytes": min_bytes, "gbs": min_bytes / ms / 1e6}
-        if variant.endswith("_int8"):
+        if variant.endswith("_int8") or "_int8_" in variant:
             row["sqnr_db"] = None  # int8 in, no float reference of the same inputs
         elif variant not in ("sdpa_attn_mask", "qflash_op_bias_mask"):
             row["sqnr_db"] = round(sqnr_db(result, exact), 2)
         if variant not in eager_only:
             row["graph_ms"] = graph_median_ms(fn)
+            row["eager_vs_graph"] = ms / row["graph_ms"]
             if meter is not None and meter.available:
                 row["energy_mj"] = meter.per_call_mj(cuda_graph_replay(fn))
         rows.append(row)
@@ -100,7 +110,7 @@ def bench_workload(name: str, batch: int, meter: Optional[EnergyMeter] = None, p
             if r.get(timing) and fastest:
                 base = masked if r["variant"] == "qflash_op_bias_mask" and masked else fastest[timing]
                 r[ratio] = r[timing] / base
-    del q, k, v, ints, out, exact
+    del q, k, v, ints, out, exact, plain
     torch.cuda.empty_cache()
     return rows
 
@@ -145,14 +155,14 @@ def bench_models(models: list[str], batch: int, meter: Optional[EnergyMeter] = N
 
     from qflash_eval.attention_swap import swap_attention
     from qflash_eval.config import resolve_model_name
-    from qflash_eval.modes import ALL_MODES, AttentionConfig
+    from qflash_eval.modes import ALL_MODES, PEER_MODES, AttentionConfig
 
     rows = []
     x = torch.randn(batch, 3, 224, 224, device="cuda").half()
     for alias in models:
         base = timm.create_model(resolve_model_name(alias)[0], pretrained=False).eval()
         fp16_ms, fp16_energy = {}, None
-        for mode in [m for m in ALL_MODES if m != "fp32"]:  # fp16 first: the others are relative to it
+        for mode in [m for m in ALL_MODES + PEER_MODES if m != "fp32"]:  # fp16 first: the others are relative to it
             model = copy.deepcopy(base)
             swap_attention(model, AttentionConfig(mode))
             model = model.cuda().half()
@@ -187,14 +197,15 @@ def _fmt(r: dict, key: str, spec: str) -> str:
 
 def kernel_table(rows: list[dict]) -> str:
     header = ["workload", "batch", "variant", "median ms", "x fastest SDPA", "graph ms", "graph x fastest SDPA",
-              "SQNR dB", "mJ / call", "energy x SDPA", "GB/s (min bytes)", "peak MiB"]
+              "eager x graph", "SQNR dB", "mJ / call", "energy x SDPA", "GB/s (min bytes)", "peak MiB"]
     body = []
     for r in rows:
         if "ms" not in r:
-            body.append([r["workload"], str(r["batch"]), r["variant"], "n/a"] + ["-"] * 8)
+            body.append([r["workload"], str(r["batch"]), r["variant"], "n/a"] + ["-"] * 9)
             continue
         body.append([r["workload"], str(r["batch"]), r["variant"], _fmt(r, "ms", ".4f"), _fmt(r, "ratio_vs_sdpa", ".2f"),
-                     _fmt(r, "graph_ms", ".4f"), _fmt(r, "graph_ratio_vs_sdpa", ".2f"), _fmt(r, "sqnr_db", ".2f"),
+                     _fmt(r, "graph_ms", ".4f"), _fmt(r, "graph_ratio_vs_sdpa", ".2f"), _fmt(r, "eager_vs_graph", ".2f"),
+                     _fmt(r, "sqnr_db", ".2f"),
                      _fmt(r, "energy_mj", ".1f"), _fmt(r, "energy_vs_sdpa", ".2f"), f"{r['gbs']:.0f}",
                      f"{r['peak_mib']:.0f}"])
     return markdown_table(header, body)
