@@ -50,6 +50,9 @@ def one_run(args, data: pathlib.Path, out: pathlib.Path, graphs: bool, cache: pa
         "run": label, "cuda_graphs": graphs, "triton_cache": "cold" if "cold" in label else "warm",
         "images": args.images, "process_wall_s": round(wall, 2), "overall_images_per_s": round(args.images / wall, 1),
         "start_up_s": round(wall - timing["wall_s"] + timing["first_batch_wait_s"] + sum(timing["warmup_s"].values()), 2),
+        # before the loop: imports (interpreter, torch, timm) and preparing (model, copies on the device)
+        "imports_s": round(timing["process_age_at_loop_start_s"] - timing["prepare_s"], 2),
+        "after_loop_s": round(wall - timing["process_age_at_loop_start_s"] - timing["wall_s"], 2),
         "timing": timing, "images_per_s": {m: r["images_per_s"] for m, r in report["results"].items()},
         "provenance": report["provenance"], "command": " ".join(cmd),
     }
@@ -57,14 +60,16 @@ def one_run(args, data: pathlib.Path, out: pathlib.Path, graphs: bool, cache: pa
 
 def table(rows: list[dict]) -> str:
     modes = list(rows[0]["images_per_s"])
-    head = ["run", "process wall s", "overall img/s", "start-up s", "first batch s", "warm-up s (per mode)",
+    head = ["run", "process wall s", "overall img/s", "start-up s", "imports s", "prepare s", "first batch s",
+            "warm-up s (per mode)", "report s",
             "data wait s", "model s"] + [f"{m} img/s" for m in modes]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["timing"]
         warm = ", ".join(f"{m} {s:.2f}" for m, s in t["warmup_s"].items())
         cells = [r["run"], f"{r['process_wall_s']:.1f}", f"{r['overall_images_per_s']:.0f}", f"{r['start_up_s']:.1f}",
-                 f"{t['first_batch_wait_s']:.2f}", warm, f"{t['data_wait_s']:.2f}", f"{t['model_s']:.2f}"]
+                 f"{r['imports_s']:.2f}", f"{t['prepare_s']:.2f}", f"{t['first_batch_wait_s']:.2f}", warm,
+                 f"{r['after_loop_s']:.2f}", f"{t['data_wait_s']:.2f}", f"{t['model_s']:.2f}"]
         lines.append("| " + " | ".join(cells + [f"{r['images_per_s'][m]:.0f}" for m in modes]) + " |")
     return "\n".join(lines)
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import pathlib
 import sys
+from typing import Optional
 
 from .modes import MODES
 from .prepared import PreparedRun
@@ -75,9 +77,10 @@ def settings_of(config: RunConfig, loaded) -> dict:
 
 
 def timing(images: int, wall: float, data_wait: float, first_batch: float, model_seconds: list[float],
-           warmup_seconds: dict) -> dict:
+           warmup_seconds: dict, prepare_seconds: float = 0.0) -> dict:
     """Where the loop's time went (slowest process of each): the first batch (decode workers starting),
-    warm-up passes (compile, autotune), waiting for later batches, the models, and the loop's own work."""
+    warm-up passes (compile, autotune), waiting for later batches, the models, and the loop's own work;
+    before the loop, preparing (model, mode copies on the device) and the process's age when it began."""
     warmup = sum(warmup_seconds.values())
     models = sum(model_seconds)
     after_start = wall - first_batch - warmup
@@ -90,7 +93,20 @@ def timing(images: int, wall: float, data_wait: float, first_batch: float, model
         "loop_other_s": round(max(wall - first_batch - warmup - data_wait - models, 0.0), 3),
         "data_wait_fraction": round(data_wait / after_start, 3) if after_start > 0 else None,
         "images_per_s": round(images / wall, 1) if wall > 0 else None,
+        "prepare_s": round(prepare_seconds, 3),
+        "process_age_at_loop_start_s": _process_age(wall),
     }
+
+
+def _process_age(since: float) -> Optional[float]:
+    """Seconds from this process's start to `since` seconds ago (Linux /proc; None elsewhere): imports and
+    preparation, the start-up a user waits through before the first batch."""
+    try:
+        ticks = int(pathlib.Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(pathlib.Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(uptime - ticks / os.sysconf("SC_CLK_TCK") - since, 3)
 
 
 def format_cell(value, digits=2) -> str:

@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import pathlib
 import sys
+import time
 from typing import Optional
 
 import torch
@@ -38,7 +39,9 @@ def run_one(config: RunConfig, loaded: Optional[LoadedModel] = None, write: bool
     modes = parse_modes(config.mode, with_reference=not config.no_fp16_reference)
     paths = check_before_loading(config, write, building=loaded is None)
     with StopSignals() as signals:
+        started = time.perf_counter()
         run = prepare(config, modes, paths, loaded)
+        run.prepare_seconds = time.perf_counter() - started
         outcome, interrupted = evaluate_run(run)
     gathered = gather_outcome(run.accelerator, outcome, interrupted, run.device)
     try:
@@ -79,13 +82,28 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     if prior is not None:
         prior.check_weights(loaded.weights_sha256)
     data_config = eval_data_config(loaded.model)
-    mode_models = build_mode_models(loaded.model, modes, config, accelerator.device)
+    device = accelerator.device
+    static = config.granularity == "static" and any(MODES[m].is_integer for m in modes)
+    # the decode workers start now, before the model copies move to the device: the first batch is being
+    # decoded while CUDA starts (static scales calibrate first, on the first images, so they start later)
+    batches = None if static else start_batches(config, source, data_config, workers, accelerator, prior)
+    mode_models = build_mode_models(loaded.model, modes, config, device)
     loaded.model = None  # the mode copies are what runs
-    run = PreparedRun(config, modes, paths, accelerator, accelerator.device, workers, source, prior, loaded,
-                      data_config, mode_models)
-    if config.granularity == "static" and any(m.replaced for m in mode_models):
+    run = PreparedRun(config, modes, paths, accelerator, device, workers, source, prior, loaded,
+                      data_config, mode_models, batches=batches)
+    if static:
         run.calibration = calibrate(run)
+        run.batches = start_batches(config, source, data_config, workers, accelerator, prior)
     return run
+
+
+def start_batches(config: RunConfig, source, data_config: dict, workers: int, accelerator, prior):
+    """The evaluation loader's iterator, its decode workers started (the batches a resumed run did are skipped)."""
+    done = prior.done() if prior is not None else set()
+    loader = make_loader(source, eval_transform(data_config), config.batch_size, workers,
+                         accelerator.process_index, accelerator.num_processes, pin=accelerator.device.type == "cuda",
+                         skip=done.__contains__ if done else None)
+    return iter(loader)
 
 
 def build_mode_models(base_model, modes: list[str], config: RunConfig, device) -> list[ModeModel]:
@@ -106,9 +124,6 @@ def evaluate_run(run: PreparedRun):
     """Every mode on every batch not yet done, with a progress bar on the main process."""
     config = run.config
     done = run.prior.done() if run.prior is not None else set()
-    loader = make_loader(run.source, eval_transform(run.data_config), config.batch_size, run.workers,
-                         run.accelerator.process_index, run.accelerator.num_processes, pin=run.device.type == "cuda",
-                         skip=done.__contains__ if done else None)
     progress = None
     if run.accelerator.is_main_process and not config.no_progress:
         from tqdm.auto import tqdm
@@ -116,7 +131,7 @@ def evaluate_run(run: PreparedRun):
         total = None if run.source.size is None else run.source.size - len(done)
         progress = tqdm(total=total, unit="img", desc=f"{config.model} {','.join(run.modes)}", dynamic_ncols=True)
     try:
-        return evaluate(run.mode_models, loader, run.device, progress, skip_unusable=config.skip_unreadable)
+        return evaluate(run.mode_models, run.batches, run.device, progress, skip_unusable=config.skip_unreadable)
     finally:
         if progress is not None:
             progress.close()
@@ -132,7 +147,8 @@ def finish(run: PreparedRun, gathered, signals: StopSignals) -> tuple[int, dict]
     result = report.build_report(run, gathered, device_name(run.device), describe(run.data_config),
                                  signals.received or "SIGINT")
     result["timing"] = report.timing(this_part[0], gathered.wall, gathered.data_wait, gathered.first_batch,
-                                     this_part[1], dict(zip(run.modes, gathered.warmup_seconds)))
+                                     this_part[1], dict(zip(run.modes, gathered.warmup_seconds)),
+                                     run.prepare_seconds)
     if run.paths is not None:
         with held():  # a Ctrl-C now waits until every file, the JSON last, is written
             files = outputs.write_outputs(result, run.paths, gathered.rows)
