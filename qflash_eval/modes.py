@@ -104,6 +104,8 @@ def _sage_fields(config: AttentionConfig, device) -> dict:
 
     package = importlib.util.find_spec("sageattention") is not None and getattr(device, "type", device) == "cuda"
     return {"scales": "per block: 128 query rows, 64 keys (the package's)",
+            "last_key_tile": "unmasked as in sageattention 1.0.6 (zero keys up to a multiple of 64 join the softmax) "
+                             "where its kernel takes the call: no bias or mask, head dim 64/96/128",
             "implementation": "sageattention package where it takes the call (no bias/mask), else the PyTorch "
                               "reference" if package else "PyTorch reference (sageattention not installed or CPU)"}
 

@@ -20,7 +20,9 @@ def test_package_matches_the_specification(rng, shape):
     assert sage_implementation(q, k, v) == "package"
     package, spec = sage_attention(q, k, v), sage_reference(q, k, v)
     assert torch.equal(k, k_before)
-    diff = (package.float() - spec.float()).abs().max().item()
-    print(f"{shape}: largest |package - specification| = {diff:.2e}, SQNR {sqnr_db(package, spec):.1f} dB")
+    diff, sqnr = (package.float() - spec.float()).abs().max().item(), sqnr_db(package, spec)
+    print(f"{shape}: largest |package - specification| = {diff:.2e}, SQNR {sqnr:.1f} dB")
     # the two differ in the float16 accumulation order of P.V and in exp2's rounding, not in the method
-    assert diff < 2e-2 and sqnr_db(package, spec) > 45
+    # (the package's unmasked last key tile included: without it, 2.5e-2 at N = 197)
+    assert sqnr > 45
+    assert diff < 5e-3
