@@ -60,15 +60,16 @@ def one_run(args, data: pathlib.Path, out: pathlib.Path, graphs: bool, cache: pa
 
 def table(rows: list[dict]) -> str:
     modes = list(rows[0]["images_per_s"])
-    head = ["run", "process wall s", "overall img/s", "start-up s", "imports s", "prepare s", "first batch s",
+    head = ["run", "process wall s", "overall img/s", "start-up s", "imports s", "prepare s (steps)", "first batch s",
             "warm-up s (per mode)", "report s",
             "data wait s", "model s"] + [f"{m} img/s" for m in modes]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["timing"]
         warm = ", ".join(f"{m} {s:.2f}" for m, s in t["warmup_s"].items())
+        steps = ", ".join(f"{k.removesuffix('_s')} {s:.2f}" for k, s in t.get("prepare_steps_s", {}).items())
         cells = [r["run"], f"{r['process_wall_s']:.1f}", f"{r['overall_images_per_s']:.0f}", f"{r['start_up_s']:.1f}",
-                 f"{r['imports_s']:.2f}", f"{t['prepare_s']:.2f}", f"{t['first_batch_wait_s']:.2f}", warm,
+                 f"{r['imports_s']:.2f}", f"{t['prepare_s']:.2f} ({steps})", f"{t['first_batch_wait_s']:.2f}", warm,
                  f"{r['after_loop_s']:.2f}", f"{t['data_wait_s']:.2f}", f"{t['model_s']:.2f}"]
         lines.append("| " + " | ".join(cells + [f"{r['images_per_s'][m]:.0f}" for m in modes]) + " |")
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 handed from run.prepare to the loop, the report and the outputs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .run_config import RunConfig
@@ -24,3 +24,4 @@ class PreparedRun:
     calibration: Optional[dict] = None  # static granularity: how the scales were calibrated
     batches: Optional[Any] = None  # the evaluation loader's iterator, its decode workers already started
     prepare_seconds: float = 0.0  # checks, data source, model and its mode copies, before the loop
+    prepare_steps: dict = field(default_factory=dict)  # seconds of each of prepare's steps

@@ -77,7 +77,7 @@ def settings_of(config: RunConfig, loaded) -> dict:
 
 
 def timing(images: int, wall: float, data_wait: float, first_batch: float, model_seconds: list[float],
-           warmup_seconds: dict, prepare_seconds: float = 0.0) -> dict:
+           warmup_seconds: dict, prepare_seconds: float = 0.0, prepare_steps: Optional[dict] = None) -> dict:
     """Where the loop's time went (slowest process of each): the first batch (decode workers starting),
     warm-up passes (compile, autotune), waiting for later batches, the models, and the loop's own work;
     before the loop, preparing (model, mode copies on the device) and the process's age when it began."""
@@ -94,6 +94,7 @@ def timing(images: int, wall: float, data_wait: float, first_batch: float, model
         "data_wait_fraction": round(data_wait / after_start, 3) if after_start > 0 else None,
         "images_per_s": round(images / wall, 1) if wall > 0 else None,
         "prepare_s": round(prepare_seconds, 3),
+        "prepare_steps_s": dict(prepare_steps or {}),
         "process_age_at_loop_start_s": _process_age(wall),
     }
 

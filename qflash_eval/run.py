@@ -73,27 +73,38 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     """Devices, the data source (cheap, before the model), the run resumed, the model, a copy per mode."""
     from accelerate import Accelerator
 
+    steps, last = {}, [time.perf_counter()]
+
+    def lap(step: str):  # seconds of each step, for the report's timing
+        now = time.perf_counter()
+        steps[step], last[0] = round(now - last[0], 3), now
+
     accelerator = Accelerator(cpu=config.device == "cpu")
     workers = config.workers if config.workers is not None else default_workers(accelerator.num_processes)
+    lap("devices_s")
     source = open_source(config.data, config.split, config.num_samples)
     prior = load_prior(pathlib.Path(config.resume), modes, source) if config.resume else None
+    lap("data_source_s")
     if loaded is None:
         loaded = create_model(config.model, config.weights, config.weights_dir, config.use_ema)
+    lap("model_s")
     if prior is not None:
         prior.check_weights(loaded.weights_sha256)
     data_config = eval_data_config(loaded.model)
     device = accelerator.device
     static = config.granularity == "static" and any(MODES[m].is_integer for m in modes)
-    # the decode workers start now, before the model copies move to the device: the first batch is being
-    # decoded while CUDA starts (static scales calibrate first, on the first images, so they start later)
-    batches = None if static else start_batches(config, source, data_config, workers, accelerator, prior)
     mode_models = build_mode_models(loaded.model, modes, config, device)
     loaded.model = None  # the mode copies are what runs
+    lap("mode_copies_s")
+    # static scales calibrate first, on the first images, so the evaluation's workers start after that
+    batches = None if static else start_batches(config, source, data_config, workers, accelerator, prior)
+    lap("decode_workers_start_s")
     run = PreparedRun(config, modes, paths, accelerator, device, workers, source, prior, loaded,
-                      data_config, mode_models, batches=batches)
+                      data_config, mode_models, batches=batches, prepare_steps=steps)
     if static:
         run.calibration = calibrate(run)
         run.batches = start_batches(config, source, data_config, workers, accelerator, prior)
+        lap("calibration_s")
     return run
 
 
@@ -148,7 +159,7 @@ def finish(run: PreparedRun, gathered, signals: StopSignals) -> tuple[int, dict]
                                  signals.received or "SIGINT")
     result["timing"] = report.timing(this_part[0], gathered.wall, gathered.data_wait, gathered.first_batch,
                                      this_part[1], dict(zip(run.modes, gathered.warmup_seconds)),
-                                     run.prepare_seconds)
+                                     run.prepare_seconds, run.prepare_steps)
     if run.paths is not None:
         with held():  # a Ctrl-C now waits until every file, the JSON last, is written
             files = outputs.write_outputs(result, run.paths, gathered.rows)
