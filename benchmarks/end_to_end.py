@@ -37,7 +37,7 @@ def one_run(args, data: pathlib.Path, out: pathlib.Path, graphs: bool, cache: pa
     results = out / f"{label}.json"
     cmd = [sys.executable, str(REPO / "eval.py"), "-m", args.model, "--checkpoint", str(args.checkpoint),
            "--data", str(data), "--mode", args.mode, "-b", str(args.batch_size), "-j", str(args.workers),
-           "--no-progress", "--overwrite", "--results", str(results)] + (["--cuda-graphs"] if graphs else [])
+           "--no-progress", "--overwrite", "--results", str(results)] + (["--cuda-graphs"] if graphs else ["--no-cuda-graphs"])
     env = dict(os.environ, TRITON_CACHE_DIR=str(cache))
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)

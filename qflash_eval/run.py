@@ -3,6 +3,7 @@ the data) -> finish (gather, merge a resumed run, report, files)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import os
 import pathlib
@@ -92,6 +93,8 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
         prior.check_weights(loaded.weights_sha256)
     data_config = eval_data_config(loaded.model)
     device = accelerator.device
+    if config.cuda_graphs is None:  # on by default where they can run: the same predictions, less host time
+        config = dataclasses.replace(config, cuda_graphs=device.type == "cuda")
     static = config.granularity == "static" and any(MODES[m].is_integer for m in modes)
     mode_models = build_mode_models(loaded.model, modes, config, device)
     loaded.model = None  # the mode copies are what runs

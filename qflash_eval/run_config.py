@@ -80,10 +80,10 @@ class RunConfig:
         help="qflash, qflash_paper and ivit: auto = the Triton kernels on CUDA, the bit-exact PyTorch references "
         "on CPU")
     device: str = setting("auto", "--device", choices=DEVICE_NAMES, help="auto = accelerate's choice")
-    cuda_graphs: bool = setting(
-        False, "--cuda-graphs",
+    cuda_graphs: Optional[bool] = setting(
+        None, "--cuda-graphs", action=argparse.BooleanOptionalAction,
         help="replay each mode's forward from CUDA graphs (one per batch shape): images/s without the host's "
-        "launch time, as deployed; same results")
+        "launch time, as deployed; the same predictions (default: on where the run is on CUDA)")
     results: Optional[str] = setting(
         None, "--results", "--results-file",
         help="NAME.json or NAME.csv; the JSON, CSV, Markdown, PNG chart and per-image predictions are all written "

@@ -20,6 +20,12 @@ def test_defaults_come_from_the_dataclass():
     assert config_from_args(["-m", "deit_tiny"]) == RunConfig(model="deit_tiny")
 
 
+def test_cuda_graphs_default_to_the_device_and_either_flag_decides():
+    assert RunConfig().cuda_graphs is None  # run.prepare: on where the run is on CUDA
+    assert config_from_args(["-m", "deit_tiny", "--cuda-graphs"]).cuda_graphs is True
+    assert config_from_args(["-m", "deit_tiny", "--no-cuda-graphs"]).cuda_graphs is False
+
+
 def test_a_preset_is_an_overlay_and_flags_win():
     smoke = config_from_args(["--preset", "smoke", "-b", "7", "--granularity", "batch"])
     assert smoke.batch_size == 7 and smoke.granularity == "batch"
