@@ -22,6 +22,5 @@ class PreparedRun:
     data_config: dict  # timm's resolved eval data config
     mode_models: list  # evaluate.ModeModel, one per mode
     calibration: Optional[dict] = None  # static granularity: how the scales were calibrated
-    batches: Optional[Any] = None  # the evaluation loader's iterator, its decode workers already started
     prepare_seconds: float = 0.0  # checks, data source, model and its mode copies, before the loop
     prepare_steps: dict = field(default_factory=dict)  # seconds of each of prepare's steps

@@ -95,29 +95,15 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     device = accelerator.device
     if config.cuda_graphs is None:  # on by default where they can run: the same predictions, less host time
         config = dataclasses.replace(config, cuda_graphs=device.type == "cuda")
-    static = config.granularity == "static" and any(MODES[m].is_integer for m in modes)
     mode_models = build_mode_models(loaded.model, modes, config, device)
     loaded.model = None  # the mode copies are what runs
     lap("mode_copies_s")
-    # static scales calibrate first, on the first images, so the evaluation's workers start after that
-    batches = None if static else start_batches(config, source, data_config, workers, accelerator, prior)
-    lap("decode_workers_start_s")
     run = PreparedRun(config, modes, paths, accelerator, device, workers, source, prior, loaded,
-                      data_config, mode_models, batches=batches, prepare_steps=steps)
-    if static:
+                      data_config, mode_models, prepare_steps=steps)
+    if config.granularity == "static" and any(m.replaced for m in mode_models):
         run.calibration = calibrate(run)
-        run.batches = start_batches(config, source, data_config, workers, accelerator, prior)
         lap("calibration_s")
     return run
-
-
-def start_batches(config: RunConfig, source, data_config: dict, workers: int, accelerator, prior):
-    """The evaluation loader's iterator, its decode workers started (the batches a resumed run did are skipped)."""
-    done = prior.done() if prior is not None else set()
-    loader = make_loader(source, eval_transform(data_config), config.batch_size, workers,
-                         accelerator.process_index, accelerator.num_processes, pin=accelerator.device.type == "cuda",
-                         skip=done.__contains__ if done else None)
-    return iter(loader)
 
 
 def build_mode_models(base_model, modes: list[str], config: RunConfig, device) -> list[ModeModel]:
@@ -138,6 +124,9 @@ def evaluate_run(run: PreparedRun):
     """Every mode on every batch not yet done, with a progress bar on the main process."""
     config = run.config
     done = run.prior.done() if run.prior is not None else set()
+    loader = make_loader(run.source, eval_transform(run.data_config), config.batch_size, run.workers,
+                         run.accelerator.process_index, run.accelerator.num_processes, pin=run.device.type == "cuda",
+                         skip=done.__contains__ if done else None)
     progress = None
     if run.accelerator.is_main_process and not config.no_progress:
         from tqdm.auto import tqdm
@@ -145,7 +134,7 @@ def evaluate_run(run: PreparedRun):
         total = None if run.source.size is None else run.source.size - len(done)
         progress = tqdm(total=total, unit="img", desc=f"{config.model} {','.join(run.modes)}", dynamic_ncols=True)
     try:
-        return evaluate(run.mode_models, run.batches, run.device, progress, skip_unusable=config.skip_unreadable)
+        return evaluate(run.mode_models, loader, run.device, progress, skip_unusable=config.skip_unreadable)
     finally:
         if progress is not None:
             progress.close()
