@@ -1,8 +1,8 @@
 """qflash_paper in one Triton kernel, bit-exact with reference/qflash_paper.py (the specification).
 
-A program takes 32 query rows of one (z, h) against 32-key tiles, the published kernel's default launch
-configuration (the key tile is part of its online softmax's arithmetic). Q/K/V are quantized on load
-with the published rounding; Swin's bias and mask are read by index and converted as the published code
+A program takes 64 query rows of one (z, h) against 32-key tiles, the published kernel's key tile (part of
+its online softmax's arithmetic). K and V are quantized once, by a pass that writes int8 with the published
+rounding (the same function the kernel applies to Q as it loads it); Swin's bias and mask are read by index and converted as the published code
 converts an additive mask; every constant is read per z from device memory (no host sync). Shift counts
 are clamped to [0, 31] and float-to-int casts clamped first: the published kernel leaves both undefined.
 """
@@ -86,11 +86,11 @@ def _release(x, alpha, mult):
 def _attend_kv_tiles(
     q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
     stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-    s_k, s_v, rscale, exp_m, req_m, l_m, acc_m, sm_scale, N, N_K,
+    rscale, exp_m, req_m, l_m, acc_m, sm_scale, N, N_K,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, DTYPE: tl.constexpr,
 ):
-    """The published online softmax of one query block over all N_K keys, BLOCK_N keys per step."""
+    """The published online softmax of one query block over all N_K int8 keys, BLOCK_N keys per step."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     dim_ok = offs_d < HEAD_DIM
@@ -100,7 +100,7 @@ def _attend_kv_tiles(
         key_ok = keys < N_K
         kt = tl.load(k_head + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd,
                      mask=dim_ok[:, None] & key_ok[None, :], other=0)
-        s = tl.dot(q, _quantize(kt, s_k, DTYPE), out_dtype=tl.int32)
+        s = tl.dot(q, kt, out_dtype=tl.int32)
         if HAS_BIAS or HAS_MASK:
             total = _in_dtype(load_bias_mask(bias_head, mask_window, offs_m, keys, N, N_K, stride_bn, stride_bk, stride_mn,
                                              stride_mk, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK), DTYPE)
@@ -119,9 +119,32 @@ def _attend_kv_tiles(
         acc = _release(acc, alpha[:, None], acc_m)
         vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                      mask=key_ok[:, None] & dim_ok[None, :], other=0)
-        acc += tl.dot(p8, _quantize(vt, s_v, DTYPE), out_dtype=tl.int32)
+        acc += tl.dot(p8, vt, out_dtype=tl.int32)
         m_i = m_new
     return acc, l_i
+
+
+@triton.jit(do_not_specialize=["Z"])
+def quantize_kv_kernel(K, V, OUT, SCALES, Z, H, N_K, skz, skh, skn, skd, svz, svh, svn, svd,
+                       HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, DTYPE: tl.constexpr):
+    # program (z * H + h, which): head h of image z of K (which 0) or V (1) to int8 at OUT[which, z, h]
+    zh = tl.program_id(0)
+    which = tl.program_id(1)
+    z = zh // H
+    h = zh % H
+    if which == 0:
+        base, sn, sd = K + z * skz + h * skh, skn, skd
+    else:
+        base, sn, sd = V + z * svz + h * svh, svn, svd
+    s = float_row(SCALES, ROW_S_K + which, z, Z)
+    out = OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N_K * HEAD_DIM
+    offs_d = tl.arange(0, BLOCK_D)
+    dim_ok = offs_d[None, :] < HEAD_DIM
+    for start in range(0, N_K, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        ok = (offs_n[:, None] < N_K) & dim_ok
+        x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
+        tl.store(out + offs_n[:, None] * HEAD_DIM + offs_d[None, :], _quantize(x, s, DTYPE), mask=ok)
 
 
 @triton.jit(do_not_specialize=["Z"])
@@ -148,7 +171,7 @@ def qflash_paper_fwd_kernel(
         q, acc, l_i, m_i, offs_m, K + z * stride_kz + h * stride_kh, V + z * stride_vz + h * stride_vh,
         BIAS + z * stride_bz + h * stride_bh, MASK + (z % NUM_WINDOWS) * stride_mw,
         stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
-        float_row(SCALES, ROW_S_K, z, Z), float_row(SCALES, ROW_S_V, z, Z), int_row(SCALES, ROW_RSCALE, z, Z),
+        int_row(SCALES, ROW_RSCALE, z, Z),
         int_row(SCALES, ROW_EXP_M, z, Z), int_row(SCALES, ROW_REQ_M, z, Z), int_row(SCALES, ROW_L_M, z, Z),
         int_row(SCALES, ROW_ACC_M, z, Z), float_row(SCALES, ROW_SM_SCALE, z, Z), N, N_K,
         HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, DTYPE,
@@ -186,10 +209,24 @@ def triton_paper_amax(q, k, v, granularity: str, group: int):
     return amax.unsqueeze(2).expand(3, z // group_div, group_div).reshape(3, z).to(q.dtype)
 
 
-# query rows and warps per program: rows are independent, so any row count gives the same bits; each program
-# quantizes the K/V tiles it reads again, so fewer, taller programs quantize less
-QUERY_ROWS = 64  # 32 (the paper's BLOCK_M) took 1.88 ms at A4 x 256, 64 rows 1.17 ms
+# query rows and warps per program: rows are independent, so any row count gives the same bits
+QUERY_ROWS = 64
 NUM_WARPS = 4
+QUANTIZE_ROWS = 64  # key rows per step of the K/V pass
+
+
+def quantize_kv(k, v, table, dtype):
+    """K and V of (Z, H, N_K, D) as one int8 (2, Z, H, N_K, D) tensor with the published rounding; each
+    program of the attention kernel would otherwise quantize every K/V tile it reads again."""
+    import torch
+
+    z, h, n_k, d = k.shape
+    kv8 = torch.empty((2, z, h, n_k, d), dtype=torch.int8, device=k.device)
+    quantize_kv_kernel[(z * h, 2)](
+        k, v, kv8, table, z, h, n_k, *k.stride(), *v.stride(),
+        HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), BLOCK_N=QUANTIZE_ROWS, DTYPE=dtype, num_warps=4,
+    )
+    return kv8[0], kv8[1]
 
 
 def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
@@ -202,10 +239,11 @@ def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
     table = paper_table(scales)
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, table)
     dtype = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[q.dtype]
+    k8, v8 = quantize_kv(k, v, table, dtype)
     grid = (z * h, triton.cdiv(n, QUERY_ROWS))
     qflash_paper_fwd_kernel[grid](
-        q, k, v, out, table, b, mk,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
+        q, k8, v8, out, table, b, mk,
+        *q.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides,
         z, h, n, k.shape[2], windows,
         HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=QUERY_ROWS,
         BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
