@@ -52,6 +52,7 @@ def bench_workload(name: str, batch: int, meter: Optional[EnergyMeter] = None, p
     variants["qflash_kernel_int8"] = (lambda: launch_qflash(*ints, out, scales, v_operand_order=True, v_rows=v_rows),
                                       3 * elements + 2 * elements)
     variants["qflash_op"] = (lambda: qk.qflash_attention(q, k, v), fp16_bytes)
+    variants.update(_hopper_variants(q, k, v, scales, out, elements, fp16_bytes))
     variants["qflash_paper_op"] = (lambda: qk.qflash_paper_attention(q, k, v, granularity="batch"), fp16_bytes)
     variants["ivit_op"] = (lambda: qk.ivit_attention(q, k, v), fp16_bytes)
     scale_tensors = tuple(torch.full((z,), 0.03, device="cuda") for _ in range(3))  # the public int8 entry
@@ -248,6 +249,19 @@ def chart(rows: list[dict], path: pathlib.Path) -> None:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _hopper_variants(q, k, v, scales, out, elements, fp16_bytes) -> dict:
+    """The Gluon sm90 kernel (kernels/gluon) on its int8 layout, and the op forced onto it, where it applies."""
+    from qflash_kernels import gluon
+    from qflash_kernels.jit.qflash_launch import qflash_triton
+
+    if not gluon.sm90_kernel_applies(q, k, v, None, None):
+        return {}
+    q8, k8, v8, _ = quantize_qkv(q, k, v, scales, quantize_q=True)
+    vt8 = v8.transpose(2, 3)
+    return {"sm90_kernel_int8": (lambda: gluon.launch_qflash_sm90(q8, k8, vt8, out, scales), 5 * elements),
+            "sm90_op": (lambda: qflash_triton(q, k, v, hopper=True), fp16_bytes)}
 
 
 def main(argv=None) -> None:

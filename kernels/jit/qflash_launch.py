@@ -28,12 +28,23 @@ ONE_PASS_SMALL_IMAGE = 65536  # elements of one image's Q (H * N * D)
 
 
 def qflash_triton(q, k, v, bias=None, mask=None, scales: Optional[AttentionScales] = None,
-                  rule: ScaleRule = ScaleRule()) -> torch.Tensor:
+                  rule: ScaleRule = ScaleRule(), hopper: Optional[bool] = None) -> torch.Tensor:
     """qflash of validated float (Z, H, N, D) q, k, v with `scales`, or with scales formed by `rule` here
-    (the per-image amax may then run fused with the int8 pass). Returns a (Z, H, N, D) view of (Z, N, H, D)."""
+    (the per-image amax may then run fused with the int8 pass). Returns a (Z, H, N, D) view of (Z, N, H, D).
+    hopper: True runs the Gluon kernel of kernels/gluon (an error where it does not apply), False the
+    Triton kernel, None the Gluon kernel where it applies and gluon.PREFERRED says it is the faster."""
     from .quantize import quantize_qkv, scales_and_int8_qkv
 
     out = empty_output(q.shape, q.dtype, q.device)
+    if _use_hopper_kernel(hopper, q, k, v, bias, mask):
+        from ..gluon import launch_qflash_sm90
+
+        if scales is None and rule.fusable:
+            scales, (q8, k8, v8, _) = scales_and_int8_qkv(q, k, v, quantize_q=True)
+        else:
+            scales = scales if scales is not None else rule.compute(q, k, v)
+            q8, k8, v8, _ = quantize_qkv(q, k, v, scales, quantize_q=True)
+        return launch_qflash_sm90(q8, k8, v8.transpose(2, 3), out, scales)
     from_inputs = scales is None and rule.from_inputs
     if k.shape[2] <= PREQUANTIZE_ABOVE_N or q.shape != k.shape or k.shape != v.shape:  # N_q != N_k: on load
         scales = scales if scales is not None else rule.compute(q, k, v)
@@ -45,6 +56,19 @@ def qflash_triton(q, k, v, bias=None, mask=None, scales: Optional[AttentionScale
         q, k, v, v_rows = quantize_qkv(q, k, v, scales, quantize_q=False)
     return launch_qflash(q, k, v, out, scales, bias, mask, v_operand_order=True, v_rows=v_rows,
                          scales_from_inputs=from_inputs)
+
+
+def _use_hopper_kernel(hopper: Optional[bool], q, k, v, bias, mask) -> bool:
+    if hopper is False or (hopper is None and not q.is_cuda):
+        return False
+    from .. import gluon
+
+    applies = gluon.sm90_kernel_applies(q, k, v, bias, mask)
+    if hopper and not applies:
+        raise ValueError("the Hopper kernel takes CUDA sm90 self-attention with D = 64, no bias or mask and "
+                         f"N <= {c.INT32_ACC_MAX_N}; got q {tuple(q.shape)} on {q.device}"
+                         f"{' with bias or mask' if bias is not None or mask is not None else ''}")
+    return applies and (hopper or gluon.PREFERRED)
 
 
 def one_pass_pays(q: torch.Tensor) -> bool:
