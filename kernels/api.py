@@ -196,13 +196,12 @@ def qflash_paper_attention(
     if resolve_backend(backend, q.device) == "reference":
         scales = paper_scales(q, k, v, granularity, group, static_scales, softmax_scale)
         return qflash_paper_reference(q, k, v, scales, bias, mask)
-    from .jit.qflash_paper import launch_qflash_paper, triton_paper_amax
+    from .jit.paper_scales import paper_table_for_call
+    from .jit.qflash_paper import launch_qflash_paper
 
-    amax = triton_paper_amax(q, k, v, granularity, group)
-    scales = paper_scales(q, k, v, granularity, group, static_scales, softmax_scale, amax=amax)
-
+    table = paper_table_for_call(q, k, v, granularity, group, static_scales, softmax_scale)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
-    return launch_qflash_paper(q, k, v, out, scales, bias, mask)
+    return launch_qflash_paper(q, k, v, out, table, bias, mask)
 
 
 def ivit_attention(

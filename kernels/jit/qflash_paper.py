@@ -12,11 +12,13 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from ..scales import pack_scale_rows
 from ..shapes import bias_view
 from .helpers import (
     bias_mask_args, float_row, int_row, load_bias_mask, load_rows, program_rows, round_clamped, store_rows,
     to_output_dtype,
+)
+from .paper_scales import (
+    ROW_ACC_M, ROW_EXP_M, ROW_L_M, ROW_OUT_SCALE, ROW_REQ_M, ROW_RSCALE, ROW_S_K, ROW_S_Q, ROW_SM_SCALE,
 )
 
 PAPER_SHIFT = tl.constexpr(c.PAPER_SHIFT)
@@ -33,9 +35,6 @@ QMAX = tl.constexpr(float(c.PAPER_QMAX))
 QUOTIENT_LIMIT = tl.constexpr(2.0**31)
 INT32_MAX = tl.constexpr(2**31 - 1)
 INT32_MIN = tl.constexpr(-(2**31))
-# rows of paper_table: float32 rows first, then int32 rows
-(ROW_S_Q, ROW_S_K, ROW_S_V, ROW_OUT_SCALE, ROW_SM_SCALE, ROW_RSCALE, ROW_EXP_M, ROW_REQ_M, ROW_L_M,
- ROW_ACC_M) = (tl.constexpr(i) for i in range(10))
 
 
 @triton.jit
@@ -64,8 +63,9 @@ def _float_to_int32_gpu(x):
 
 @triton.jit
 def _shift_right(x, count):
-    # x >> count with the published kernel's GPU meaning for counts outside [0, 31]: 0 or -1
-    return x >> tl.where((count < 0) | (count > 31), 31, count)
+    # x >> count with the published kernel's GPU meaning for counts outside [0, 31]: 0 or -1 (a negative
+    # count read as unsigned is above 31, so one unsigned min clamps both ends)
+    return x >> tl.minimum(count.to(tl.uint32, bitcast=True), 31).to(tl.int32, bitcast=True)
 
 
 @triton.jit
@@ -119,32 +119,32 @@ def _attend_kv_tiles(
         acc = _release(acc, alpha[:, None], acc_m)
         vt = tl.load(v_head + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                      mask=key_ok[:, None] & dim_ok[None, :], other=0)
-        acc += tl.dot(p8, vt, out_dtype=tl.int32)
+        acc = tl.dot(p8, vt, acc, out_dtype=tl.int32)
         m_i = m_new
     return acc, l_i
 
 
 @triton.jit(do_not_specialize=["Z"])
 def quantize_kv_kernel(K, V, OUT, SCALES, Z, H, N_K, skz, skh, skn, skd, svz, svh, svn, svd,
-                       HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, DTYPE: tl.constexpr):
-    # program (z * H + h, which): head h of image z of K (which 0) or V (1) to int8 at OUT[which, z, h]
-    zh = tl.program_id(0)
+                       HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, DTYPE: tl.constexpr):
+    # program (block, which): BLOCK_R consecutive rows of the (Z * H * N_K) rows of K (which 0) or V (1), each
+    # with its image's scale, to int8 at OUT[which]
     which = tl.program_id(1)
-    z = zh // H
-    h = zh % H
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    total = Z * H * N_K
+    z = rows // (H * N_K)
     if which == 0:
-        base, sn, sd = K + z * skz + h * skh, skn, skd
+        base, sz, sh, sn, sd = K, skz, skh, skn, skd
     else:
-        base, sn, sd = V + z * svz + h * svh, svn, svd
-    s = float_row(SCALES, ROW_S_K + which, z, Z)
-    out = OUT + (which * tl.num_programs(0) + zh).to(tl.int64) * N_K * HEAD_DIM
+        base, sz, sh, sn, sd = V, svz, svh, svn, svd
+    row_ok = rows < total
+    s = tl.load(SCALES + (ROW_S_K + which) * Z + z, mask=row_ok, other=0).to(tl.float32, bitcast=True)
     offs_d = tl.arange(0, BLOCK_D)
-    dim_ok = offs_d[None, :] < HEAD_DIM
-    for start in range(0, N_K, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        ok = (offs_n[:, None] < N_K) & dim_ok
-        x = tl.load(base + offs_n[:, None] * sn + offs_d[None, :] * sd, mask=ok, other=0.0)
-        tl.store(out + offs_n[:, None] * HEAD_DIM + offs_d[None, :], _quantize(x, s, DTYPE), mask=ok)
+    ok = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    row_base = z.to(tl.int64) * sz + ((rows // N_K) % H) * sh + (rows % N_K) * sn
+    x = tl.load(base + row_base[:, None] + offs_d[None, :] * sd, mask=ok, other=0.0)
+    out = OUT + which.to(tl.int64) * total * HEAD_DIM + rows.to(tl.int64)[:, None] * HEAD_DIM + offs_d[None, :]
+    tl.store(out, _quantize(x, s[:, None], DTYPE), mask=ok)
 
 
 @triton.jit(do_not_specialize=["Z"])
@@ -184,35 +184,11 @@ def qflash_paper_fwd_kernel(
     store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 
 
-def paper_table(scales):
-    """PaperScales as one (10, Z) int32 kernel argument (scales.pack_scale_rows): the float32 rows
-    s_q, s_k, s_v, out_scale (NaN for a non-finite group), sm_scale, then R, exp_M, req_M, l_M, acc_M."""
-    import torch
-
-    s_v = scales.s_v.to(torch.float32)
-    out_scale = torch.where(scales.finite, s_v, torch.full_like(s_v, float("nan")))
-    return pack_scale_rows([scales.s_q, scales.s_k, s_v, out_scale, scales.sm_scale_f32],
-                           [scales.rscale, scales.exp_m, scales.req_m, scales.l_m, scales.acc_m])
-
-
-def triton_paper_amax(q, k, v, granularity: str, group: int):
-    """The (3, Z) per-z max|x| of q, k, v in their dtype from the amax kernel (jit/amax.py: one pass over
-    timm's qkv views, where torch's reductions over those strided views take several), or None where the
-    torch path takes them ('static', or q, k, v of different shapes). NaN reads as inf: the same scales."""
-    if granularity not in ("sample", "batch") or not (q.shape == k.shape == v.shape):
-        return None
-    from .amax import amax_per_z
-
-    z = q.shape[0]
-    group_div = z if granularity == "batch" else group
-    amax = amax_per_z(q, k, v, group_div)  # (3, Z // group_div) float32, exact
-    return amax.unsqueeze(2).expand(3, z // group_div, group_div).reshape(3, z).to(q.dtype)
-
-
 # query rows and warps per program: rows are independent, so any row count gives the same bits
 QUERY_ROWS = 64
 NUM_WARPS = 4
-QUANTIZE_ROWS = 32  # key rows per step of the K/V pass: 81 us at A3 x 256 against 110 us with 64
+NUM_STAGES = 3  # 0.454 ms at A3 x 256 against 0.497 with 2 (H200)
+QUANTIZE_ROWS = 64  # rows per program of the K/V pass: 75 us at A3 x 256 against 81 us looping per head
 QUANTIZE_WARPS = 4
 
 
@@ -223,21 +199,20 @@ def quantize_kv(k, v, table, dtype, rows: int = QUANTIZE_ROWS, num_warps: int = 
 
     z, h, n_k, d = k.shape
     kv8 = torch.empty((2, z, h, n_k, d), dtype=torch.int8, device=k.device)
-    quantize_kv_kernel[(z * h, 2)](
+    quantize_kv_kernel[(triton.cdiv(z * h * n_k, rows), 2)](
         k, v, kv8, table, z, h, n_k, *k.stride(), *v.stride(),
-        HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), BLOCK_N=rows, DTYPE=dtype, num_warps=num_warps,
+        HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), BLOCK_R=rows, DTYPE=dtype, num_warps=num_warps,
     )
     return kv8[0], kv8[1]
 
 
-def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
-    """Run the kernel on validated (Z, H, N, D) float tensors with reference.qflash_paper.PaperScales;
-    `out` (q's dtype and shape) is written in place and returned."""
+def launch_qflash_paper(q, k, v, out, table, bias=None, mask=None):
+    """Run the kernel on validated (Z, H, N, D) float tensors with the call's (10, Z) table
+    (jit/paper_scales.py); `out` (q's dtype and shape) is written in place and returned."""
     import torch
 
     z, h, n, d = q.shape
     bias = bias_view(bias, q, k)
-    table = paper_table(scales)
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, table)
     dtype = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[q.dtype]
     k8, v8 = quantize_kv(k, v, table, dtype)
@@ -248,6 +223,6 @@ def launch_qflash_paper(q, k, v, out, scales, bias=None, mask=None):
         z, h, n, k.shape[2], windows,
         HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=QUERY_ROWS,
         BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
-        num_warps=NUM_WARPS, num_stages=2 if d <= 128 else 1, enable_fp_fusion=False,
+        num_warps=NUM_WARPS, num_stages=NUM_STAGES if d <= 128 else 1, enable_fp_fusion=False,
     )
     return out

@@ -10,6 +10,7 @@ import torch
 from conftest import OFFICIAL_QFLASH
 from helpers import random_qkv, sqnr_db, swin_bias_and_mask
 from qflash_kernels import qflash_paper_attention
+from qflash_kernels.jit.paper_scales import paper_table, paper_table_for_call
 from qflash_kernels.reference.qflash_paper import paper_scales, qflash_paper_reference
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,24 @@ def test_kernel_is_bit_exact_with_the_reference(rng, device, n, granularity):
     ref = qflash_paper_attention(q, k, v, granularity=granularity, static_scales=static, backend="reference")
     assert out.shape == q.shape and out.dtype == q.dtype and torch.isfinite(out).all()
     assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("granularity", ["sample", "batch"])
+@pytest.mark.parametrize("softmax_scale", [None, 0.3])
+def test_constants_kernel_holds_the_bits_of_paper_scales(rng, device, dtype, granularity, softmax_scale):
+    # the Triton path's table (the amax, then one constants launch) against the torch specification
+    z = 9
+    q, k, v = (torch.randn(z, 2, 13, 16, generator=rng) * torch.rand(z, 1, 1, 1, generator=rng) * 10
+               for _ in range(3))
+    q[1], k[2] = 0.0, 0.0  # all-zero tensors of a group: s = 1 / 127
+    q[3], k[3] = q[3] * 1e4, k[3] * 1e4  # s_q s_k beyond float16's range
+    q[4], k[4] = q[4] * 1e-7, k[4] * 1e-7  # s_q s_k rounds to 0 in float16
+    q[5, 0, 0, 0], v[6, 1, 2, 3] = float("inf"), float("nan")
+    q, k, v = (t.to(device=device, dtype=dtype) for t in (q, k, v))
+    table = paper_table_for_call(q, k, v, granularity, 1, None, softmax_scale)
+    expected = paper_table(paper_scales(q, k, v, granularity, 1, softmax_scale=softmax_scale))
+    assert table.shape == (10, z) and torch.equal(table, expected)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
