@@ -31,6 +31,7 @@ SHIFT_UNIT = tl.constexpr(float(1 << c.PAPER_SHIFT))
 RELEASE_UNIT = tl.constexpr(float(1 << c.PAPER_RELEASE_SHIFT))
 TWO_52 = tl.constexpr(2.0**52)
 NEG_TWO_52 = tl.constexpr(-(2.0**52))
+TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 CONSTANTS_BLOCK = 256  # entries per program: one size for every batch, so one compilation serves them all
 
 
@@ -48,30 +49,38 @@ def _to_int32(x):
     return x.to(tl.int64).to(tl.int32)
 
 
+@triton.jit
+def _paper_scale(a, DTYPE: tl.constexpr, RECIPROCAL: tl.constexpr):
+    # max|x| / 127 in the dtype, 1 / 127 for an all-zero or non-finite tensor
+    a_eff = tl.where((a < float("inf")) & (a > 0), a, 1.0)
+    if RECIPROCAL:
+        s = a_eff * INV_QMAX_F32
+    else:
+        s = tl.math.div_rn(a_eff, QMAX)
+    return to_output_dtype(s, DTYPE).to(tl.float32)
+
+
 @triton.jit(do_not_specialize=["SM_FACTOR_BITS", "Z", "SLOTS"])
 def _paper_constants_kernel(AMAX, F32, I32, SM_FACTOR_BITS, Z, SLOTS, GROUP_DIV, BLOCK: tl.constexpr,
                             DTYPE: tl.constexpr, RECIPROCAL: tl.constexpr):
     z = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = z < Z
     slot = z // GROUP_DIV
-    all_finite = ok
-    for i in tl.static_range(3):
-        a = tl.load(AMAX + i * SLOTS + slot, mask=ok, other=0.0)  # NaN already read as inf
-        finite = a < float("inf")
-        a_eff = tl.where(finite & (a > 0), a, 1.0)
-        if RECIPROCAL:
-            s = a_eff * INV_QMAX_F32
-        else:
-            s = tl.math.div_rn(a_eff, QMAX)
-        tl.store(F32 + i * Z + z, to_output_dtype(s, DTYPE).to(tl.float32), mask=ok)
-        all_finite = all_finite & finite
-    s_q = tl.load(F32 + ROW_S_Q * Z + z, mask=ok, other=1.0)
-    s_k = tl.load(F32 + ROW_S_K * Z + z, mask=ok, other=1.0)
-    s_v = tl.load(F32 + ROW_S_V * Z + z, mask=ok, other=1.0)
+    a_q = tl.load(AMAX + slot, mask=ok, other=0.0)  # NaN already read as inf
+    a_k = tl.load(AMAX + SLOTS + slot, mask=ok, other=0.0)
+    a_v = tl.load(AMAX + 2 * SLOTS + slot, mask=ok, other=0.0)
+    all_finite = (a_q < float("inf")) & (a_k < float("inf")) & (a_v < float("inf"))
+    s_q = _paper_scale(a_q, DTYPE, RECIPROCAL)
+    s_k = _paper_scale(a_k, DTYPE, RECIPROCAL)
+    s_v = _paper_scale(a_v, DTYPE, RECIPROCAL)
     qk_scale = to_output_dtype(s_q * s_k, DTYPE).to(tl.float32).to(tl.float64)
     sm_scale = SM_FACTOR_BITS.to(tl.float64, bitcast=True) * qk_scale
-    rscale = tl.maximum(_round_f64(tl.full([BLOCK], 1.0, tl.float64) / sm_scale), 1.0)  # float64 '/' is IEEE division on the GPU too
+    # float64 '/' is IEEE division on the GPU too
+    rscale = tl.maximum(_round_f64(tl.full([BLOCK], 1.0, tl.float64) / sm_scale), 1.0)
     release = _round_f64(tl.full([BLOCK], RELEASE_UNIT, tl.float64) / rscale)
+    tl.store(F32 + ROW_S_Q * Z + z, s_q, mask=ok)
+    tl.store(F32 + ROW_S_K * Z + z, s_k, mask=ok)
+    tl.store(F32 + ROW_S_V * Z + z, s_v, mask=ok)
     tl.store(F32 + ROW_OUT_SCALE * Z + z, tl.where(all_finite, s_v, float("nan")), mask=ok)
     tl.store(F32 + ROW_SM_SCALE * Z + z, sm_scale.to(tl.float32), mask=ok)
     tl.store(I32 + ROW_RSCALE * Z + z, _to_int32(rscale), mask=ok)
@@ -112,10 +121,9 @@ def paper_table_from_amax(amax: torch.Tensor, z: int, head_dim: int, group_div: 
     factor = (1.0 / head_dim**0.5 if softmax_scale is None else softmax_scale) * c.PAPER_LOG2E
     factor_bits = struct.unpack("<q", struct.pack("<d", factor))[0]
     table = torch.empty((TABLE_ROWS, z), dtype=torch.int32, device=amax.device)
-    tl_dtype = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[dtype]
     _paper_constants_kernel[(triton.cdiv(z, CONSTANTS_BLOCK),)](
         amax, table.view(torch.float32), table, factor_bits, z, z // group_div, group_div,
-        BLOCK=CONSTANTS_BLOCK, DTYPE=tl_dtype, RECIPROCAL=amax.device.type == "cuda", num_warps=4,
+        BLOCK=CONSTANTS_BLOCK, DTYPE=TL_DTYPES[dtype], RECIPROCAL=amax.device.type == "cuda", num_warps=4,
         enable_fp_fusion=False,
     )
     return table

@@ -2,9 +2,10 @@
 
 A program takes 64 query rows of one (z, h) against 32-key tiles, the published kernel's key tile (part of
 its online softmax's arithmetic). K and V are quantized once, by a pass that writes int8 with the published
-rounding (the same function the kernel applies to Q as it loads it); Swin's bias and mask are read by index and converted as the published code
-converts an additive mask; every constant is read per z from device memory (no host sync). Shift counts
-are clamped to [0, 31] and float-to-int casts clamped first: the published kernel leaves both undefined.
+rounding (the same function the kernel applies to Q as it loads it); Swin's bias and mask are read by index
+and converted as the published code converts an additive mask; every constant is read per z from the
+call's table (jit/paper_scales.py, no host sync). Shift counts are clamped to [0, 31] and float-to-int casts
+clamped first: the published kernel leaves both undefined.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .helpers import (
     to_output_dtype,
 )
 from .paper_scales import (
-    ROW_ACC_M, ROW_EXP_M, ROW_L_M, ROW_OUT_SCALE, ROW_REQ_M, ROW_RSCALE, ROW_S_K, ROW_S_Q, ROW_SM_SCALE,
+    ROW_ACC_M, ROW_EXP_M, ROW_L_M, ROW_OUT_SCALE, ROW_REQ_M, ROW_RSCALE, ROW_S_K, ROW_S_Q, ROW_SM_SCALE, TL_DTYPES,
 )
 
 PAPER_SHIFT = tl.constexpr(c.PAPER_SHIFT)
@@ -214,7 +215,7 @@ def launch_qflash_paper(q, k, v, out, table, bias=None, mask=None):
     z, h, n, d = q.shape
     bias = bias_view(bias, q, k)
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, table)
-    dtype = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[q.dtype]
+    dtype = TL_DTYPES[q.dtype]
     k8, v8 = quantize_kv(k, v, table, dtype)
     grid = (z * h, triton.cdiv(n, QUERY_ROWS))
     qflash_paper_fwd_kernel[grid](

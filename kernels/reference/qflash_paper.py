@@ -56,20 +56,19 @@ class PaperScales:
 
 
 def paper_scales(q, k, v, granularity: str = "batch", group: int = 1, static_scales=None,
-                 softmax_scale=None, amax: Optional[torch.Tensor] = None) -> PaperScales:
+                 softmax_scale=None) -> PaperScales:
     """The published scales and constants, per z, on the inputs' device with torch ops (no host sync).
 
     'batch': one scale per tensor over the call (the paper's); 'sample': per image (`group` consecutive z);
-    'static': static_scales = (s_q, s_k, s_v), floats or (Z,) tensors. amax: the (3, Z) max|x| of q, k, v
-    per z in their dtype, when the caller has it (a max is exact, so any way of taking it gives these bits).
+    'static': static_scales = (s_q, s_k, s_v), floats or (Z,) tensors. jit/paper_scales.py computes the
+    same bits in one launch.
     """
     z, _, _, d = q.shape
     if granularity == "static":  # static_scales checked by the caller (validation.check_static_scales)
         s = [torch.as_tensor(x, device=q.device).to(q.dtype).expand(z).clone() for x in static_scales]
         amax_finite = torch.ones(z, dtype=torch.bool, device=q.device)
     else:
-        if amax is None:
-            amax = torch.stack([_group_amax(t, granularity, group) for t in (q, k, v)])  # (3, Z) in the dtype
+        amax = torch.stack([_group_amax(t, granularity, group) for t in (q, k, v)])  # (3, Z) in the dtype
         amax_finite = torch.isfinite(amax).all(dim=0)
         usable = torch.isfinite(amax) & (amax > 0)
         # its own expression, max|x| / 127, so the same rounding on CPU and CUDA as the published code
