@@ -1,11 +1,11 @@
 """qflash_paper in one Triton kernel, bit-exact with reference/qflash_paper.py (the specification).
 
-A program takes 64 query rows of one (z, h) against 32-key tiles, the published kernel's key tile (part of
-its online softmax's arithmetic). K and V are quantized once, by a pass that writes int8 with the published
-rounding (the same function the kernel applies to Q as it loads it); Swin's bias and mask are read by index
-and converted as the published code converts an additive mask; every constant is read per z from the
-call's table (jit/paper_scales.py, no host sync). Shift counts are clamped to [0, 31] and float-to-int casts
-clamped first: the published kernel leaves both undefined.
+A program takes 64 query rows (32 past D = 128) of one (z, h) against 32-key tiles, the published kernel's
+key tile (part of its online softmax's arithmetic). K and V are quantized once, by a pass that writes int8
+with the published rounding (the same function the kernel applies to Q as it loads it); Swin's bias and mask
+are read by index and converted as the published code converts an additive mask; every constant is read per
+z from the call's table (jit/paper_scales.py, no host sync). Shift counts are clamped to [0, 31] and
+float-to-int casts clamped first: the published kernel leaves both undefined.
 """
 from __future__ import annotations
 
@@ -187,6 +187,9 @@ def qflash_paper_fwd_kernel(
 
 # query rows and warps per program: rows are independent, so any row count gives the same bits
 QUERY_ROWS = 64
+# head dims past 128: 64 rows x 4 warps at BLOCK_D >= 512 computed wrong columns past 128 and read out of
+# bounds on the H200 (triton 3.6); 32 rows are right at every head dim up to 1024
+WIDE_HEAD_QUERY_ROWS = 32
 NUM_WARPS = 4
 NUM_STAGES = 3  # 0.454 ms at A3 x 256 against 0.497 with 2 (H200)
 QUANTIZE_ROWS = 64  # rows per program of the K/V pass: 75 us at A3 x 256 against 81 us looping per head
@@ -217,12 +220,13 @@ def launch_qflash_paper(q, k, v, out, table, bias=None, mask=None):
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, table)
     dtype = TL_DTYPES[q.dtype]
     k8, v8 = quantize_kv(k, v, table, dtype)
-    grid = (z * h, triton.cdiv(n, QUERY_ROWS))
+    rows = QUERY_ROWS if d <= 128 else WIDE_HEAD_QUERY_ROWS
+    grid = (z * h, triton.cdiv(n, rows))
     qflash_paper_fwd_kernel[grid](
         q, k8, v8, out, table, b, mk,
         *q.stride(), *k8.stride(), *v8.stride(), *out.stride(), *b_strides, *m_strides,
         z, h, n, k.shape[2], windows,
-        HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=QUERY_ROWS,
+        HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=rows,
         BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
         num_warps=NUM_WARPS, num_stages=NUM_STAGES if d <= 128 else 1, enable_fp_fusion=False,
     )
