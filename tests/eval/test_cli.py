@@ -28,7 +28,8 @@ def test_results_csv_name_writes_every_output_beside_it(tmp_path, weights, folde
     from qflash_eval.run_config import FIELD_NAMES
 
     assert list(report["settings"]) == list(FIELD_NAMES) and report["settings"]["batch_size"] == 5
-    assert report["settings"]["cuda_graphs"] is False and report["cuda_graphs"] is False  # resolved: a CPU run
+    on_cuda = torch.cuda.is_available()  # the default device; graphs resolve to on there, off on a CPU
+    assert report["settings"]["cuda_graphs"] is on_cuda and report["cuda_graphs"] is on_cuda
     rows = list(csv.DictReader(open(out)))
     assert [r["mode"] for r in rows] == ["fp16", "fp32"]
     for r in rows:  # tidy: one value per column, numbers as numbers
