@@ -185,13 +185,14 @@ def qflash_paper_fwd_kernel(
     store_rows(O + z * stride_oz + h * stride_oh, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 
 
-# query rows and warps per program: rows are independent, so any row count gives the same bits
+# query rows, warps and pipeline stages per program (rows are independent: any row count gives the same bits)
 QUERY_ROWS = 64
-# head dims past 128: 64 rows x 4 warps at BLOCK_D >= 512 computed wrong columns past 128 and read out of
-# bounds on the H200 (triton 3.6); 32 rows are right at every head dim up to 1024
-WIDE_HEAD_QUERY_ROWS = 32
 NUM_WARPS = 4
 NUM_STAGES = 3  # 0.454 ms at A3 x 256 against 0.497 with 2 (H200)
+# head dims past 128, as qflash's wide-head config: 64 rows x 4 warps at BLOCK_D >= 512 computed wrong columns
+# and read out of bounds on the H200 (triton 3.6); 32 rows and one stage are right at every D up to 1024
+WIDE_HEAD_QUERY_ROWS = 32
+WIDE_HEAD_STAGES = 1
 QUANTIZE_ROWS = 64  # rows per program of the K/V pass: 75 us at A3 x 256 against 81 us looping per head
 QUANTIZE_WARPS = 4
 
@@ -220,7 +221,7 @@ def launch_qflash_paper(q, k, v, out, table, bias=None, mask=None):
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, table)
     dtype = TL_DTYPES[q.dtype]
     k8, v8 = quantize_kv(k, v, table, dtype)
-    rows = QUERY_ROWS if d <= 128 else WIDE_HEAD_QUERY_ROWS
+    rows, stages = (QUERY_ROWS, NUM_STAGES) if d <= 128 else (WIDE_HEAD_QUERY_ROWS, WIDE_HEAD_STAGES)
     grid = (z * h, triton.cdiv(n, rows))
     qflash_paper_fwd_kernel[grid](
         q, k8, v8, out, table, b, mk,
@@ -228,6 +229,6 @@ def launch_qflash_paper(q, k, v, out, table, bias=None, mask=None):
         z, h, n, k.shape[2], windows,
         HEAD_DIM=d, BLOCK_D=max(32, triton.next_power_of_2(d)), BLOCK_M=rows,
         BLOCK_N=c.PAPER_KEY_TILE, HAS_BIAS=bias is not None, HAS_MASK=mask is not None, DTYPE=dtype,
-        num_warps=NUM_WARPS, num_stages=NUM_STAGES if d <= 128 else 1, enable_fp_fusion=False,
+        num_warps=NUM_WARPS, num_stages=stages, enable_fp_fusion=False,
     )
     return out
