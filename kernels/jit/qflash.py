@@ -33,15 +33,19 @@ RECIP_ONE = tl.constexpr(1 << c.RECIP_BITS)
 NORM_SHIFT = tl.constexpr(c.RECIP_BITS - c.OUT_FRAC_BITS)
 NORM_HALF = tl.constexpr(1 << (c.RECIP_BITS - c.OUT_FRAC_BITS - 1))
 NEG_SCORE = tl.constexpr(c.NEG_SCORE)
+# inline PTX on the GPU; the interpreter (TRITON_INTERPRET=1, read at import as triton reads it) runs plain ops
+BYTE_PERMUTES = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")
 
 
 @triton.jit
-def _exp2_split(d, exp_mul, neg_mul_top):
-    # reference.qflash.exp2_split on 32-bit words: whole = (d * exp_mul) >> 26, and d * exp_mul * 2**6
-    # wraps to y's fraction at the top of a word, so u = ~that is one IMAD. Multiplies run on the FMA pipe
-    # and leave the integer ALU pipe, the bottleneck, to shifts, max and packing.
-    whole = (d * exp_mul) >> EXP_SHIFT
-    u = d.to(tl.uint32, bitcast=True) * neg_mul_top + 0xFFFFFFFF
+def _exp2_split(d, mul_top, neg_mul_top):
+    # reference.qflash.exp2_split on 32-bit words. With mul_top = exp_mul * 2**6 (< 2**32) and
+    # y = d * exp_mul < 21 * 2**26: whole = y >> 26 is the high word of d * mul_top, and the low word is y's
+    # fraction at the top of a word, so u = ~that is one IMAD. Four multiplies on the FMA pipe, one per
+    # step, leave the integer ALU pipe, the bottleneck, to max, shift and packing.
+    du = d.to(tl.uint32, bitcast=True)
+    whole = tl.umulhi(du, mul_top).to(tl.int32, bitcast=True)
+    u = du * neg_mul_top + 0xFFFFFFFF
     inner = EXP_POLY_A + tl.umulhi(u, EXP_POLY_B)
     frac = FRAC_BASE + tl.umulhi(u, inner)
     return frac.to(tl.int32, bitcast=True), whole
@@ -79,19 +83,49 @@ def _add_bias_mask(s, bias_head, mask_window, offs_m, keys, N, N_K, stride_bn, s
 
 
 @triton.jit
-def _probabilities(d, exp_mul, neg_mul_top, exp_dlim):
-    """p = 2**-d at scale 2**14 for d = max - s >= 0, rounded half up once (reference.probabilities)."""
-    frac, whole = _exp2_split(tl.minimum(d, exp_dlim), exp_mul, neg_mul_top)
-    return ((frac >> whole) + 1) >> 1
+def _probabilities_doubled(d, mul_top, neg_mul_top, exp_dlim):
+    """x1 = (2**-d at scale 2**15) + 1 for d = max - s >= 0: the probability rounded half up once
+    (reference.probabilities) is x1 >> 1, and x1 < 2**15 holds its two 7-bit halves at bits 1-7 and 8-14."""
+    frac, whole = _exp2_split(tl.minimum(d, exp_dlim), mul_top, neg_mul_top)
+    return (frac >> whole) + 1
 
 
 @triton.jit
-def _probabilities_times_v(p, v, ROWS: tl.constexpr, KEYS: tl.constexpr):
-    """p . V as int32: p = 128 hi + lo in 7-bit halves, two exact int8 dots (V's rows in operand order)."""
-    p_hi = to_operand_order((p >> 7).to(tl.int8), ROWS, KEYS)
-    p_lo = to_operand_order((p & 127).to(tl.int8), ROWS, KEYS)
-    pv = tl.dot(p_hi, v, out_dtype=tl.int32) * 128
-    return pv + tl.dot(p_lo, v, out_dtype=tl.int32)
+def _probability_halves(x1, ROWS: tl.constexpr, KEYS: tl.constexpr):
+    """The 7-bit halves of p = x1 >> 1 as int8 P.V operands: hi = x1 >> 8 (x1's second byte), lo =
+    (x1 >> 1) & 127. On the GPU four elements at a time by byte permutes: hi's bytes gathered as they are,
+    lo's first bytes gathered, then shifted and masked once for all four."""
+    if BYTE_PERMUTES:
+        p_hi, p_lo = tl.inline_asm_elementwise(
+            asm="""{
+            .reg .b32 pair01, pair23, low;
+            prmt.b32 pair01, $2, $3, 0x5140;
+            prmt.b32 pair23, $4, $5, 0x5140;
+            prmt.b32 $0, pair01, pair23, 0x7632;
+            prmt.b32 low, pair01, pair23, 0x5410;
+            shr.b32 low, low, 1;
+            and.b32 $1, low, 0x7F7F7F7F;
+            }""",
+            constraints="=r,=r,r,r,r,r", args=[x1], dtype=(tl.int8, tl.int8), is_pure=True, pack=4)
+    else:
+        p_hi = (x1 >> 8).to(tl.int8)
+        p_lo = ((x1 >> 1) & 127).to(tl.int8)
+    return to_operand_order(p_hi, ROWS, KEYS), to_operand_order(p_lo, ROWS, KEYS)
+
+
+@triton.jit
+def _accumulate(acc, l16, p_hi, p_lo, v, ones, WIDE_ACC: tl.constexpr):
+    """acc + p . V and l + rowsum(p) for p = 128 hi + lo, as exact int8 dots (V's rows in operand order; the
+    row sum is p . ones, in every one of l16's 16 equal columns). An int32 acc takes 128 * (hi . V) in one
+    multiply-add per element and lo . V inside the second dot."""
+    pv_hi = tl.dot(p_hi, v, out_dtype=tl.int32)
+    if WIDE_ACC:
+        acc += (pv_hi * 128 + tl.dot(p_lo, v, out_dtype=tl.int32)).to(acc.dtype)
+    else:
+        acc = tl.dot(p_lo, v, acc + pv_hi * 128, out_dtype=tl.int32)
+    if ones is not None:
+        l16 = tl.dot(p_lo, ones, l16 + tl.dot(p_hi, ones, out_dtype=tl.int32) * 128, out_dtype=tl.int32)
+    return acc, l16
 
 
 @triton.jit
@@ -121,41 +155,76 @@ def _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, str
 
 
 @triton.jit
+def _online_softmax_step(
+    q, acc, l16, m_i, start, offs_m, k_head, v_head, bias_head, mask_window,
+    stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
+    inv_k, inv_v, mul_top, neg_mul_top, exp_dlim, inv_c, N, N_K, N_V,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, KEYS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
+):
+    """One key tile at `start` of the integer online softmax: KEYS = KEY_TILE, or KEY_TILE / 2 for a last
+    tile whose valid keys fit in its first half (the same bits: the keys it leaves out have p = 0)."""
+    s = _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, stride_kd, stride_bn,
+                    stride_bk, stride_mn, stride_mk, inv_k, inv_c, N, N_K, HEAD_DIM, BLOCK_D, ROWS, KEYS,
+                    HAS_BIAS, HAS_MASK, SCALES_FROM_X)
+
+    # -- 14-bit probabilities relative to the running max; rescale from the second tile on --
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    x1 = _probabilities_doubled(m_new[:, None] - s, mul_top, neg_mul_top, exp_dlim)
+    if start > 0:  # l and acc are still 0 in the first tile (Swin has only one)
+        d_max = tl.minimum(m_new - m_i, exp_dlim)
+        frac_a, whole_a = _exp2_split(d_max, mul_top, neg_mul_top)
+        alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
+        l16 = _rescale(l16, alpha[:, None])
+        acc = _rescale(acc, alpha[:, None])
+
+    # -- P.V and the row sum --
+    offs_n = tl.arange(0, KEYS)
+    offs_d = tl.arange(0, BLOCK_D)
+    v_rows = start + offs_n if V_OPERAND_ORDER else start + key_of_position(offs_n)
+    v_ptrs = v_head + v_rows[:, None] * stride_vn + offs_d[None, :] * stride_vd
+    v = quantize(tl.load(v_ptrs, mask=(v_rows < N_V)[:, None] & (offs_d < HEAD_DIM)[None, :], other=0), inv_v,
+                 SCALES_FROM_X)
+    p_hi, p_lo = _probability_halves(x1, ROWS, KEYS)
+    if ROW_SUM_DOT:
+        acc, l16 = _accumulate(acc, l16, p_hi, p_lo, v, tl.full([KEYS, 16], 1, dtype=tl.int8), WIDE_ACC)
+    else:  # one key tile (Swin): the row sum in registers; the ones operand's shared memory would not pay
+        acc, l16 = _accumulate(acc, l16, p_hi, p_lo, v, None, WIDE_ACC)
+        l16 += tl.sum(x1 >> 1, axis=1)[:, None]
+    return acc, l16, m_new
+
+
+@triton.jit
 def _attend_kv_tiles(
-    q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
+    q, acc, m_i, offs_m, k_head, v_head, bias_head, mask_window,
     stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
     inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_K, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, SCALES_FROM_X: tl.constexpr, V_OPERAND_ORDER: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
 ):
-    """The integer online softmax of one query block over all N_K keys, KEY_TILE keys per step."""
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    dim_ok = offs_d < HEAD_DIM
-    neg_mul_top = 0 - (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
-    for start in range(0, N_K, BLOCK_N):
-        s = _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, stride_kd, stride_bn,
-                        stride_bk, stride_mn, stride_mk, inv_k, inv_c, N, N_K, HEAD_DIM, BLOCK_D, ROWS, BLOCK_N,
-                        HAS_BIAS, HAS_MASK, SCALES_FROM_X)
-
-        # -- 14-bit probabilities relative to the running max; rescale from the second tile on --
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        p = _probabilities(m_new[:, None] - s, exp_mul, neg_mul_top, exp_dlim)
-        if start > 0:  # l and acc are still 0 in the first tile (Swin has only one)
-            d_max = tl.minimum(m_new - m_i, exp_dlim)
-            frac_a, whole_a = _exp2_split(d_max, exp_mul, neg_mul_top)
-            alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
-            l_i = _rescale(l_i, alpha)
-            acc = _rescale(acc, alpha[:, None])
-
-        # -- P.V --
-        v_rows = start + offs_n if V_OPERAND_ORDER else start + key_of_position(offs_n)
-        v_ptrs = v_head + v_rows[:, None] * stride_vn + offs_d[None, :] * stride_vd
-        v = quantize(tl.load(v_ptrs, mask=(v_rows < N_V)[:, None] & dim_ok[None, :], other=0), inv_v, SCALES_FROM_X)
-        acc += _probabilities_times_v(p, v, ROWS, BLOCK_N).to(acc.dtype)
-        l_i += tl.sum(p, axis=1)
-        m_i = m_new
-    return acc, l_i
+    """The integer online softmax of one query block over all N_K keys, KEY_TILE keys per step; with
+    HALF_LAST_TILE (N_K % KEY_TILE in 1..KEY_TILE / 2) the last step computes half a tile."""
+    mul_top = (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
+    neg_mul_top = 0 - mul_top
+    # the row sum l: over several key tiles in each of 16 equal columns of a dot's output, else one column
+    l16 = tl.zeros([ROWS, 16 if ROW_SUM_DOT else 1], dtype=tl.int32)
+    full_end = N_K - N_K % BLOCK_N if HALF_LAST_TILE else N_K
+    for start in range(0, full_end, BLOCK_N):
+        acc, l16, m_i = _online_softmax_step(
+            q, acc, l16, m_i, start, offs_m, k_head, v_head, bias_head, mask_window,
+            stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
+            inv_k, inv_v, mul_top, neg_mul_top, exp_dlim, inv_c, N, N_K, N_V,
+            HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER, ROW_SUM_DOT)
+    if HALF_LAST_TILE:
+        acc, l16, m_i = _online_softmax_step(
+            q, acc, l16, m_i, full_end, offs_m, k_head, v_head, bias_head, mask_window,
+            stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
+            inv_k, inv_v, mul_top, neg_mul_top, exp_dlim, inv_c, N, N_K, N_V,
+            HEAD_DIM, BLOCK_D, ROWS, BLOCK_N // 2, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER,
+            ROW_SUM_DOT)
+    return acc, tl.max(l16, axis=1)
 
 
 @triton.jit
@@ -166,20 +235,20 @@ def _attend_query_block(
     inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_K, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
 ):
     """Rows row_start .. row_start + ROWS - 1 of one head: load Q, run the K/V loop, normalize, store."""
     offs_m = row_start + tl.arange(0, ROWS)
     offs_d = tl.arange(0, BLOCK_D)
     q = quantize(load_rows(q_head, offs_m, offs_d, N, stride_qn, stride_qd, HEAD_DIM), inv_q, SCALES_FROM_X)
     m_i = tl.full([ROWS], NEG_SCORE, dtype=tl.int32)
-    l_i = tl.zeros([ROWS], dtype=tl.int32)
     acc = tl.zeros([ROWS, BLOCK_D], dtype=tl.int64 if WIDE_ACC else tl.int32)
     acc, l_i = _attend_kv_tiles(
-        q, acc, l_i, m_i, offs_m, k_head, v_head, bias_head, mask_window,
+        q, acc, m_i, offs_m, k_head, v_head, bias_head, mask_window,
         stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
         inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_K, N_V,
-        HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, SCALES_FROM_X, V_OPERAND_ORDER,
+        HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER,
+        HALF_LAST_TILE, ROW_SUM_DOT,
     )
     _store_normalized(o_head, acc, l_i, offs_m, offs_d, out_scale, N, stride_on, stride_od, HEAD_DIM)
 
@@ -241,16 +310,16 @@ def qflash_fwd_kernel(
     stride_oz, stride_oh, stride_on, stride_od,
     stride_bz, stride_bh, stride_bn, stride_bk,
     stride_mw, stride_mn, stride_mk,
-    Z, H, N, N_K, N_V, NUM_WINDOWS,
+    Z, H, N, N_K, N_V, NUM_WINDOWS, FIRST_ROW,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
 ):
     # -- set-up: this program's head, its pointers and its image's integer constants (rows of SCALES) --
     z = tl.program_id(0) // H
     h = tl.program_id(0) % H
-    row_start = tl.program_id(1) * BLOCK_M
+    row_start = FIRST_ROW + tl.program_id(1) * BLOCK_M
     args = (
         Q + z * stride_qz + h * stride_qh, K + z * stride_kz + h * stride_kh,
         V + z * stride_vz + h * stride_vh, O + z * stride_oz + h * stride_oh,
@@ -262,11 +331,12 @@ def qflash_fwd_kernel(
         float_row(SCALES, ROW_OUT_SCALE, z, Z), N, N_K, N_V,
     )
     # -- one query block: a head's last rows in a TAIL_M-row block when at most TAIL_M remain (N = 197
-    # computes 208 rows instead of 256), every other block BLOCK_M rows --
+    # computes 208 rows instead of 256), every other block BLOCK_M rows. The fixed launch shapes run the
+    # tail blocks as a launch of their own (FIRST_ROW, one warp per 16 rows) and TAIL_M = 0 here --
     if TAIL_M > 0:
         if N - row_start <= TAIL_M:
             _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, TAIL_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                                SCALES_FROM_X, V_OPERAND_ORDER)
+                                SCALES_FROM_X, V_OPERAND_ORDER, HALF_LAST_TILE, ROW_SUM_DOT)
             return
     _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                        SCALES_FROM_X, V_OPERAND_ORDER)
+                        SCALES_FROM_X, V_OPERAND_ORDER, HALF_LAST_TILE, ROW_SUM_DOT)

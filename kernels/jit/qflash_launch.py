@@ -118,22 +118,31 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=Fa
     v_rows = v_rows if v_operand_order else n_k
     block_d = max(32, triton.next_power_of_2(d))  # int8 dots need K >= 32: smaller heads are zero-padded
     b, mk, b_strides, m_strides, windows = bias_mask_args(bias, mask, scales.table)
-
-    def grid(meta):
-        return (z * h, triton.cdiv(n, meta["BLOCK_M"]))
-
     wide_acc = n_k > c.INT32_ACC_MAX_N
-    kernel, launch_options = qflash_fwd_kernel, {}
-    if uses_fixed_config(d, wide_acc):  # straight to the jit function: no autotuner on the host path
-        config = fixed_config(n_k, bias is not None or mask is not None, d)
-        kernel, launch_options = qflash_fwd_kernel.fn, config.all_kwargs()
-    kernel[grid](
-        q, k, v, out, scales.table, b, mk,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
-        z, h, n, n_k, v_rows, windows,
-        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, TAIL_M=tail_rows(n),
-        HAS_BIAS=bias is not None, HAS_MASK=mask is not None, WIDE_ACC=wide_acc,
-        SCALES_FROM_X=scales_from_inputs, V_OPERAND_ORDER=v_operand_order, **launch_options,
-    )
+    tail = tail_rows(n)
+    args = (q, k, v, out, scales.table, b, mk,
+            *q.stride(), *k.stride(), *v.stride(), *out.stride(), *b_strides, *m_strides,
+            z, h, n, n_k, v_rows, windows)
+    constants = dict(HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, HAS_BIAS=bias is not None,
+                     HAS_MASK=mask is not None, WIDE_ACC=wide_acc, SCALES_FROM_X=scales_from_inputs,
+                     V_OPERAND_ORDER=v_operand_order, HALF_LAST_TILE=half_last_tile(n_k),
+                     ROW_SUM_DOT=n_k > KEY_TILE)
+    if not uses_fixed_config(d, wide_acc):  # autotuned: the tail rows ride in the main launch
+        qflash_fwd_kernel[lambda meta: (z * h, triton.cdiv(n, meta["BLOCK_M"]))](
+            *args, 0, TAIL_M=tail, **constants)
+        return out
+    config = fixed_config(n_k, bias is not None or mask is not None, d)
+    block_m = config.kwargs["BLOCK_M"]
+    full_blocks = n // block_m if tail else triton.cdiv(n, block_m)
+    launch = qflash_fwd_kernel.fn  # straight to the jit function: no autotuner on the host path
+    if full_blocks:
+        launch[(z * h, full_blocks)](*args, 0, TAIL_M=0, **constants, **config.all_kwargs())
+    if tail:  # a head's last rows: one warp per 16 rows, so that no row reduction crosses warps
+        tail_config = {**config.all_kwargs(), "BLOCK_M": tail, "num_warps": tail // 16}
+        launch[(z * h, 1)](*args, full_blocks * block_m, TAIL_M=0, **constants, **tail_config)
     return out
 
+
+def half_last_tile(n_k: int) -> bool:
+    """Whether the last key tile holds at most KEY_TILE / 2 keys (and so is computed as half a tile)."""
+    return 0 < n_k % KEY_TILE <= KEY_TILE // 2
