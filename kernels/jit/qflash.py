@@ -114,18 +114,15 @@ def _probability_halves(x1, ROWS: tl.constexpr, KEYS: tl.constexpr):
 
 
 @triton.jit
-def _accumulate(acc, l16, p_hi, p_lo, v, ones, WIDE_ACC: tl.constexpr):
-    """acc + p . V and l + rowsum(p) for p = 128 hi + lo, as exact int8 dots (V's rows in operand order; the
-    row sum is p . ones, in every one of l16's 16 equal columns). An int32 acc takes 128 * (hi . V) in one
-    multiply-add per element and lo . V inside the second dot."""
+def _accumulate_pv(acc, p_hi, p_lo, v, WIDE_ACC: tl.constexpr):
+    """acc + p . V for p = 128 hi + lo, as two exact int8 dots (V's rows in operand order). An int32 acc takes
+    128 * (hi . V) in one multiply-add per element and lo . V inside the second dot."""
     pv_hi = tl.dot(p_hi, v, out_dtype=tl.int32)
     if WIDE_ACC:
         acc += (pv_hi * 128 + tl.dot(p_lo, v, out_dtype=tl.int32)).to(acc.dtype)
     else:
         acc = tl.dot(p_lo, v, acc + pv_hi * 128, out_dtype=tl.int32)
-    if ones is not None:
-        l16 = tl.dot(p_lo, ones, l16 + tl.dot(p_hi, ones, out_dtype=tl.int32) * 128, out_dtype=tl.int32)
-    return acc, l16
+    return acc
 
 
 @triton.jit
@@ -156,12 +153,12 @@ def _score_tile(q, k_head, bias_head, mask_window, offs_m, start, stride_kn, str
 
 @triton.jit
 def _online_softmax_step(
-    q, acc, l16, m_i, start, offs_m, k_head, v_head, bias_head, mask_window,
+    q, acc, l_i, m_i, start, offs_m, k_head, v_head, bias_head, mask_window,
     stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
     inv_k, inv_v, mul_top, neg_mul_top, exp_dlim, inv_c, N, N_K, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, KEYS: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr,
 ):
     """One key tile at `start` of the integer online softmax: KEYS = KEY_TILE, or KEY_TILE / 2 for a last
     tile whose valid keys fit in its first half (the same bits: the keys it leaves out have p = 0)."""
@@ -176,7 +173,7 @@ def _online_softmax_step(
         d_max = tl.minimum(m_new - m_i, exp_dlim)
         frac_a, whole_a = _exp2_split(d_max, mul_top, neg_mul_top)
         alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
-        l16 = _rescale(l16, alpha[:, None])
+        l_i = _rescale(l_i, alpha)
         acc = _rescale(acc, alpha[:, None])
 
     # -- P.V and the row sum --
@@ -187,12 +184,9 @@ def _online_softmax_step(
     v = quantize(tl.load(v_ptrs, mask=(v_rows < N_V)[:, None] & (offs_d < HEAD_DIM)[None, :], other=0), inv_v,
                  SCALES_FROM_X)
     p_hi, p_lo = _probability_halves(x1, ROWS, KEYS)
-    if ROW_SUM_DOT:
-        acc, l16 = _accumulate(acc, l16, p_hi, p_lo, v, tl.full([KEYS, 16], 1, dtype=tl.int8), WIDE_ACC)
-    else:  # one key tile (Swin): the row sum in registers; the ones operand's shared memory would not pay
-        acc, l16 = _accumulate(acc, l16, p_hi, p_lo, v, None, WIDE_ACC)
-        l16 += tl.sum(x1 >> 1, axis=1)[:, None]
-    return acc, l16, m_new
+    acc = _accumulate_pv(acc, p_hi, p_lo, v, WIDE_ACC)
+    l_i += tl.sum(x1 >> 1, axis=1)
+    return acc, l_i, m_new
 
 
 @triton.jit
@@ -202,29 +196,27 @@ def _attend_kv_tiles(
     inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_K, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr,
 ):
     """The integer online softmax of one query block over all N_K keys, KEY_TILE keys per step; with
     HALF_LAST_TILE (N_K % KEY_TILE in 1..KEY_TILE / 2) the last step computes half a tile."""
     mul_top = (exp_mul << FRAC_TOP_SHIFT).to(tl.uint32, bitcast=True)  # exp_mul * 2**6 < 2**32
     neg_mul_top = 0 - mul_top
-    # the row sum l: over several key tiles in each of 16 equal columns of a dot's output, else one column
-    l16 = tl.zeros([ROWS, 16 if ROW_SUM_DOT else 1], dtype=tl.int32)
+    l_i = tl.zeros([ROWS], dtype=tl.int32)
     full_end = N_K - N_K % BLOCK_N if HALF_LAST_TILE else N_K
     for start in range(0, full_end, BLOCK_N):
-        acc, l16, m_i = _online_softmax_step(
-            q, acc, l16, m_i, start, offs_m, k_head, v_head, bias_head, mask_window,
+        acc, l_i, m_i = _online_softmax_step(
+            q, acc, l_i, m_i, start, offs_m, k_head, v_head, bias_head, mask_window,
             stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
             inv_k, inv_v, mul_top, neg_mul_top, exp_dlim, inv_c, N, N_K, N_V,
-            HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER, ROW_SUM_DOT)
+            HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER)
     if HALF_LAST_TILE:
-        acc, l16, m_i = _online_softmax_step(
-            q, acc, l16, m_i, full_end, offs_m, k_head, v_head, bias_head, mask_window,
+        acc, l_i, m_i = _online_softmax_step(
+            q, acc, l_i, m_i, full_end, offs_m, k_head, v_head, bias_head, mask_window,
             stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
             inv_k, inv_v, mul_top, neg_mul_top, exp_dlim, inv_c, N, N_K, N_V,
-            HEAD_DIM, BLOCK_D, ROWS, BLOCK_N // 2, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER,
-            ROW_SUM_DOT)
-    return acc, tl.max(l16, axis=1)
+            HEAD_DIM, BLOCK_D, ROWS, BLOCK_N // 2, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER)
+    return acc, l_i
 
 
 @triton.jit
@@ -235,7 +227,7 @@ def _attend_query_block(
     inv_q, inv_k, inv_v, exp_mul, exp_dlim, inv_c, out_scale, N, N_K, N_V,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr,
 ):
     """Rows row_start .. row_start + ROWS - 1 of one head: load Q, run the K/V loop, normalize, store."""
     offs_m = row_start + tl.arange(0, ROWS)
@@ -248,7 +240,7 @@ def _attend_query_block(
         stride_kn, stride_kd, stride_vn, stride_vd, stride_bn, stride_bk, stride_mn, stride_mk,
         inv_k, inv_v, exp_mul, exp_dlim, inv_c, N, N_K, N_V,
         HEAD_DIM, BLOCK_D, ROWS, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC, SCALES_FROM_X, V_OPERAND_ORDER,
-        HALF_LAST_TILE, ROW_SUM_DOT,
+        HALF_LAST_TILE,
     )
     _store_normalized(o_head, acc, l_i, offs_m, offs_d, out_scale, N, stride_on, stride_od, HEAD_DIM)
 
@@ -314,7 +306,7 @@ def qflash_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, WIDE_ACC: tl.constexpr, SCALES_FROM_X: tl.constexpr,
-    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr, ROW_SUM_DOT: tl.constexpr,
+    V_OPERAND_ORDER: tl.constexpr, HALF_LAST_TILE: tl.constexpr,
 ):
     # -- set-up: this program's head, its pointers and its image's integer constants (rows of SCALES) --
     z = tl.program_id(0) // H
@@ -336,7 +328,7 @@ def qflash_fwd_kernel(
     if TAIL_M > 0:
         if N - row_start <= TAIL_M:
             _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, TAIL_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                                SCALES_FROM_X, V_OPERAND_ORDER, HALF_LAST_TILE, ROW_SUM_DOT)
+                                SCALES_FROM_X, V_OPERAND_ORDER, HALF_LAST_TILE)
             return
     _attend_query_block(row_start, *args, HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_BIAS, HAS_MASK, WIDE_ACC,
-                        SCALES_FROM_X, V_OPERAND_ORDER, HALF_LAST_TILE, ROW_SUM_DOT)
+                        SCALES_FROM_X, V_OPERAND_ORDER, HALF_LAST_TILE)

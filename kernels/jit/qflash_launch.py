@@ -25,6 +25,7 @@ PREQUANTIZE_ABOVE_N = 64
 # the GPU twice or each is small; else amax, constants and quantize launches spread the work wider
 ONE_PASS_MIN_IMAGES = 16
 ONE_PASS_SMALL_IMAGE = 65536  # elements of one image's Q (H * N * D)
+TAIL_LAUNCH = True  # fixed launch shapes: a head's last 16 / 32 rows in a launch of their own, one warp per 16
 
 
 def qflash_triton(q, k, v, bias=None, mask=None, scales: Optional[AttentionScales] = None,
@@ -125,11 +126,12 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=Fa
             z, h, n, n_k, v_rows, windows)
     constants = dict(HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, HAS_BIAS=bias is not None,
                      HAS_MASK=mask is not None, WIDE_ACC=wide_acc, SCALES_FROM_X=scales_from_inputs,
-                     V_OPERAND_ORDER=v_operand_order, HALF_LAST_TILE=half_last_tile(n_k),
-                     ROW_SUM_DOT=n_k > KEY_TILE)
-    if not uses_fixed_config(d, wide_acc):  # autotuned: the tail rows ride in the main launch
-        qflash_fwd_kernel[lambda meta: (z * h, triton.cdiv(n, meta["BLOCK_M"]))](
-            *args, 0, TAIL_M=tail, **constants)
+                     V_OPERAND_ORDER=v_operand_order, HALF_LAST_TILE=half_last_tile(n_k))
+    if not uses_fixed_config(d, wide_acc) or not TAIL_LAUNCH:  # the tail rows ride in the main launch
+        kernel, options = qflash_fwd_kernel, {}
+        if uses_fixed_config(d, wide_acc):
+            kernel, options = qflash_fwd_kernel.fn, fixed_config(n_k, bias is not None or mask is not None, d).all_kwargs()
+        kernel[lambda meta: (z * h, triton.cdiv(n, meta["BLOCK_M"]))](*args, 0, TAIL_M=tail, **constants, **options)
         return out
     config = fixed_config(n_k, bias is not None or mask is not None, d)
     block_m = config.kwargs["BLOCK_M"]
