@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from ..scales import FLOAT_SCALE_ROWS, SCALE_ROWS, AttentionScales
+from ..scale_table import FLOAT_SCALE_ROWS, SCALE_ROWS, AttentionScales
 from .helpers import QMAX, abs_max_fold, abs_max_init, abs_max_update, inverse_scale, tensor_of
 
 EXP_DLIM_NUM = tl.constexpr(c.EXP_DLIM_NUMERATOR)

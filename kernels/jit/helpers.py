@@ -10,14 +10,14 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from ..scales import FLOAT_SCALE_ROWS, SCALE_ROWS
+from ..scale_table import FLOAT_SCALE_ROWS, SCALE_ROWS
 
 QMAX = tl.constexpr(float(c.QMAX))
 NEG_QMAX = tl.constexpr(-float(c.QMAX))
 FLOAT32_MAX = tl.constexpr(c.FLOAT32_MAX)
 ROUND_MAGIC = tl.constexpr(c.ROUND_MAGIC)
 ROUND_MAGIC_BITS = tl.constexpr(c.ROUND_MAGIC_BITS)
-# rows of scales.AttentionScales.table, the one per-image argument of the qflash kernels
+# rows of scale_table.AttentionScales.table, the one per-image argument of the qflash kernels
 ROW_INV_Q, ROW_INV_K, ROW_INV_V, ROW_S_Q, ROW_S_K, ROW_S_V, ROW_INV_C, ROW_OUT_SCALE, ROW_EXP_MUL, ROW_EXP_DLIM = (
     tl.constexpr(SCALE_ROWS.index(name)) for name in (
         "inv_q", "inv_k", "inv_v", "s_q", "s_k", "s_v", "inv_c", "out_scale", "exp_mul", "exp_dlim"))
@@ -35,7 +35,7 @@ def bias_mask_args(bias, mask, dummy):
 
 @triton.jit
 def float_row(TABLE, row, z, Z):
-    """Entry z of float32 row `row` of a (rows, Z) int32 table (scales.pack_scale_rows)."""
+    """Entry z of float32 row `row` of a (rows, Z) int32 table (scale_table.pack_scale_rows)."""
     return tl.load(TABLE + row * Z + z).to(tl.float32, bitcast=True)
 
 

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from ..scales import pack_scale_rows
+from ..scale_table import pack_scale_rows
 from ..shapes import bias_view
 from .helpers import (
     bias_mask_args, float_row, int_row, load_rows, program_rows, round_clamped, store_rows, to_operand_order,
@@ -26,7 +26,7 @@ from .helpers import (
 QMAX = tl.constexpr(float(c.QMAX))
 SHIFT_N = tl.constexpr(c.IVIT_SHIFTMAX_N)
 INT31_MAX = tl.constexpr((1 << 31) - 1)
-# rows of the fused kernel's per-image table (scales.pack_scale_rows): float32 rows, then x0 (int32)
+# rows of the fused kernel's per-image table (scale_table.pack_scale_rows): float32 rows, then x0 (int32)
 ROW_SCORE_C, ROW_INV_SCORE, ROW_OUT_MULT, ROW_X0 = (tl.constexpr(i) for i in range(4))
 
 

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from .. import constants as c
-from ..scales import pack_scale_rows
+from ..scale_table import pack_scale_rows
 from .helpers import to_output_dtype
 
 # rows of the table: float32 rows first, then int32 rows
@@ -91,7 +91,7 @@ def _paper_constants_kernel(AMAX, F32, I32, SM_FACTOR_BITS, Z, SLOTS, GROUP_DIV,
 
 
 def paper_table(scales) -> torch.Tensor:
-    """reference.qflash_paper.PaperScales as the (10, Z) int32 kernel argument (scales.pack_scale_rows): the
+    """reference.qflash_paper.PaperScales as the (10, Z) int32 kernel argument (scale_table.pack_scale_rows): the
     float32 rows s_q, s_k, s_v, out_scale (NaN for a non-finite group), sm_scale, then R, exp_M, req_M, l_M,
     acc_M."""
     s_v = scales.s_v.to(torch.float32)
