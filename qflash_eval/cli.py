@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", nargs="?", const="*", metavar="PATTERN",
                    help="print timm model names (a glob, default all) and whether the integer modes run each; "
                    "nothing is evaluated")
+    p.add_argument("--list-modes", action="store_true",
+                   help="print the attention modes: the built-in ones and those installed packages register under "
+                   "the entry-point group qflash_eval.modes, with where each comes from")
     add_config_arguments(p)
     return p
 
@@ -78,6 +81,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return diagnose_main(argv[1:])
         if argv[:1] == ["--list-models"]:
             return list_models_main(argv[1:])
+        if argv[:1] == ["--list-modes"]:
+            return list_modes_main(argv[1:])
         return eval_main(argv)
     except KeyboardInterrupt:
         print("eval.py: interrupted", file=sys.stderr)
@@ -118,6 +123,25 @@ def list_models_main(argv: list[str]) -> int:
     for r in rows:
         print(f"{r.name:<{width}}  {'integer' if r.integer else 'no':<7}  {r.note}")
     print(f"{sum(r.integer for r in rows)} of {len(rows)} models run in the integer modes", file=sys.stderr)
+    return 0
+
+
+def list_modes_main(argv: list[str]) -> int:
+    from .modes import GROUPS, MODES
+    from .variants import ENTRY_POINT_GROUP, entry_point_modes
+
+    if argv:
+        print("eval.py: error: --list-modes takes no arguments", file=sys.stderr)
+        return 2
+    width = max(len(m) for m in MODES)
+    for name, mode in MODES.items():
+        print(f"{name:<{width}}  built-in  {mode.description}")
+    for name, target in entry_point_modes().items():
+        print(f"{name:<{width}}  entry point ({ENTRY_POINT_GROUP})  {target}")
+    for name, members in GROUPS.items():
+        print(f"{name:<{width}}  group     {', '.join(members)}")
+    print(f"{'MODULE:FUNCTION':<{width}}  variant   any package.module:function or file.py:function "
+          "(docs/variants.md)")
     return 0
 
 

@@ -155,11 +155,39 @@ GROUPS = {"all": ALL_MODES, "peers": PEER_MODES}
 
 
 def parse_modes(text: str, with_reference: bool = True) -> list[str]:
-    """'all', 'peers', one mode or a comma list of them -> the modes to run, fp16 first when with_reference."""
-    names = [name for m in text.split(",") if m.strip() for name in GROUPS.get(m.strip(), (m.strip(),))]
-    unknown = [m for m in names if m not in MODES]
+    """'all', 'peers', one mode or a comma list of them -> the modes to run, fp16 first when with_reference.
+    A user's variant ('package.module:function', 'file.py:function' or an entry point's name) is registered
+    here on first use (qflash_eval/variants)."""
+    names = [name for m in _split_modes(text) for name in GROUPS.get(m, (m,))]
+    unknown = [m for m in names if m not in MODES and not _register_variant(m)]
     if unknown or not names:
-        raise ValueError(f"unknown mode {', '.join(unknown) or repr(text)}; choose from {', '.join(MODES)}, all or peers")
+        raise ValueError(f"unknown mode {', '.join(unknown) or repr(text)}; choose from {', '.join(MODES)}, all, "
+                         "peers, or a variant as package.module:function or file.py:function")
     if with_reference and REFERENCE_MODE not in names:
         names = [REFERENCE_MODE] + names
     return list(dict.fromkeys(names))
+
+
+def _split_modes(text: str) -> list[str]:
+    """Comma-separated modes; a comma inside parentheses belongs to the mode."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    parts.append(current.strip())
+    return [p for p in parts if p]
+
+
+def _register_variant(name: str) -> bool:
+    """Add a user's variant to MODES; False where `name` does not look like one. A variant that looks like
+    one but cannot be loaded raises ValueError naming it."""
+    from .variants import entry_point_modes, is_variant_spec, variant_fields
+
+    if not is_variant_spec(name) and name not in entry_point_modes():
+        return False
+    MODES[name] = Mode(**variant_fields(name))
+    return True
