@@ -12,9 +12,11 @@ from typing import Callable, Optional
 
 import torch
 
+from . import constants as c
 from .heads import attend_per_head
 from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
 from .reference.ivit import check_output_bits
+from .reference.qflash import check_knobs
 from .reference.qflash_paper import paper_scales, qflash_paper_reference
 from .scales import AttentionScales, ScaleRule, scales_from_amax, static_amax
 from .shapes import bias_view, default_softmax_scale, needs_padding, pad_head_dims
@@ -72,6 +74,8 @@ def qflash_attention(
     backend: str = "auto",
     scales: Optional[AttentionScales] = None,
     softmax_scale: Optional[float] = None,
+    p_bits: int = c.P_BITS,
+    key_tile: int = c.KEY_TILE,
 ) -> torch.Tensor:
     """qflash: int8 Q/K/V, quadratic integer exp2, 14-bit probabilities, integer online softmax.
 
@@ -86,22 +90,29 @@ def qflash_attention(
         'batch' (one scale per tensor per call) or 'static' (static_scales = (s_q, s_k, s_v), floats or (Z,)).
     backend: 'triton' (one kernel, CUDA or the interpreter), 'reference' (bit-identical PyTorch), 'auto'.
     scales: precomputed AttentionScales (then granularity and static_scales are not read).
+    p_bits (1-14), key_tile: the arithmetic's knobs; values other than constants.P_BITS / KEY_TILE run the
+        reference (the kernel fixes them), whatever `backend` says.
     Returns (Z, H, N_q, D_v) in q's dtype: a view of (Z, N, H, D) storage on the Triton path, so that
     timm's `out.transpose(1, 2).reshape(Z, N, H * D)` is free. Non-finite input: in 'sample' / 'batch' a
     group holding inf or NaN gives NaN outputs for that group; in 'static' NaN quantizes to 0, inf saturates.
     """
     check_attention_inputs(q, k, v, bias, mask, group, granularity=None if scales is not None else granularity,
                            static_scales=static_scales)
+    check_knobs(p_bits, key_tile)
+    knobs = {"p_bits": p_bits, "key_tile": key_tile}
+    if (p_bits, key_tile) != (c.P_BITS, c.KEY_TILE):
+        backend = "reference"
     if needs_padding(q, v):
         return _padded(qflash_attention, q, k, v, softmax_scale, granularity=granularity, group=group,
-                       static_scales=static_scales, bias=bias, mask=mask, backend=backend, scales=scales)
+                       static_scales=static_scales, bias=bias, mask=mask, backend=backend, scales=scales, **knobs)
     bias, softmax_scale = bias_view(bias, q, k), default_softmax_scale(q.shape[3], softmax_scale)
     if granularity == "head" and scales is None:
         return attend_per_head(qflash_attention, q, k, v, bias, mask, group, backend=backend,
-                               softmax_scale=softmax_scale)
+                               softmax_scale=softmax_scale, **knobs)
     rule = ScaleRule(granularity, group, static_scales, softmax_scale)
     if resolve_backend(backend, q.device) == "reference":
-        return qflash_reference(q, k, v, scales if scales is not None else rule.compute(q, k, v), bias, mask)
+        return qflash_reference(q, k, v, scales if scales is not None else rule.compute(q, k, v), bias, mask,
+                                **knobs)
     from .jit.qflash_launch import qflash_triton  # imported late: TRITON_INTERPRET is read at import
 
     return qflash_triton(q, k, v, bias, mask, scales, rule)  # the scales there: fused with int8 where it pays

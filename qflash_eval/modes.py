@@ -156,8 +156,8 @@ GROUPS = {"all": ALL_MODES, "peers": PEER_MODES}
 
 def parse_modes(text: str, with_reference: bool = True) -> list[str]:
     """'all', 'peers', one mode or a comma list of them -> the modes to run, fp16 first when with_reference.
-    A user's variant ('package.module:function', 'file.py:function' or an entry point's name) is registered
-    here on first use (qflash_eval/variants)."""
+    A user's variant ('package.module:function', 'file.py:function' or an entry point's name) or a mode with
+    knobs ('qflash(p_bits=8)') is registered here on first use (qflash_eval/variants)."""
     names = [name for m in _split_modes(text) for name in GROUPS.get(m, (m,))]
     unknown = [m for m in names if m not in MODES and not _register_variant(m)]
     if unknown or not names:
@@ -185,8 +185,11 @@ def _split_modes(text: str) -> list[str]:
 def _register_variant(name: str) -> bool:
     """Add a user's variant to MODES; False where `name` does not look like one. A variant that looks like
     one but cannot be loaded raises ValueError naming it."""
-    from .variants import entry_point_modes, is_variant_spec, variant_fields
+    from .variants import entry_point_modes, is_knob_spec, is_variant_spec, knob_fields, parse_knobs, variant_fields
 
+    if is_knob_spec(name):
+        MODES[name] = Mode(**knob_fields(name, MODES[parse_knobs(name)[0]]))
+        return True
     if not is_variant_spec(name) and name not in entry_point_modes():
         return False
     MODES[name] = Mode(**variant_fields(name))

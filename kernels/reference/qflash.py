@@ -54,10 +54,12 @@ def rescale_factor(d: torch.Tensor, exp_mul, exp_dlim) -> torch.Tensor:
     return torch.where(d == 0, torch.full_like(alpha, 1 << EXP_ONE_BITS), alpha)
 
 
-def probabilities(d: torch.Tensor, exp_mul, exp_dlim) -> torch.Tensor:
-    """p = 2**-d at scale 2**14, rounded half up once: ((frac >> whole) + 1) >> 1 <= 2**14 - 1."""
+def probabilities(d: torch.Tensor, exp_mul, exp_dlim, p_bits: int = P_BITS) -> torch.Tensor:
+    """p = 2**-d at scale 2**p_bits, rounded half up once from frac's 15 bits: for the default 14 bits
+    ((frac >> whole) + 1) >> 1 <= 2**14 - 1; fewer bits round away more of the fraction."""
     frac, whole = exp2_split(d, exp_mul, exp_dlim)
-    return ((frac >> whole) + 1) >> 1
+    drop = EXP_ONE_BITS - p_bits
+    return ((frac >> whole) + (1 << (drop - 1))) >> drop
 
 
 def qflash_reference(
@@ -67,13 +69,17 @@ def qflash_reference(
     scales: AttentionScales,
     bias: Optional[torch.Tensor] = None,
     mask: Optional[torch.Tensor] = None,
+    p_bits: int = P_BITS,
+    key_tile: int = KEY_TILE,
 ) -> torch.Tensor:
     """Integer attention of q (Z, H, N_q, D), k (Z, H, N_k, D), v (Z, H, N_k, D); returns (Z, H, N_q, D) in
     q's dtype (float16 for int8 input).
 
     bias: additive logit bias that broadcasts to (Z, H, N_q, N_k) (Swin's relative-position bias: (H, N, N)).
     mask: (W, N_q, N_k) additive mask; z uses mask[z % W] (Swin's shifted-window mask).
+    p_bits (1-14), key_tile: the arithmetic's knobs (constants.P_BITS, KEY_TILE: the kernel's values).
     """
+    check_knobs(p_bits, key_tile)
     z, h, n, d = q.shape
     n_k = k.shape[2]
     bias = bias_view(bias, q, k)
@@ -89,13 +95,13 @@ def qflash_reference(
     m = torch.full((z, h, n, 1), NEG_SCORE, dtype=torch.int64, device=q.device)
     l = torch.zeros((z, h, n, 1), dtype=torch.int64, device=q.device)
     acc = torch.zeros((z, h, n, d), dtype=torch.int64, device=q.device)
-    for start in range(0, n_k, KEY_TILE):
-        stop = min(start + KEY_TILE, n_k)
+    for start in range(0, n_k, key_tile):
+        stop = min(start + key_tile, n_k)
         s = (qi @ ki[:, :, start:stop].transpose(-1, -2)).long()
         if bias_int is not None:
             s = s + bias_int[..., start:stop]
         m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
-        p = probabilities(m_new - s, exp_mul, exp_dlim)
+        p = probabilities(m_new - s, exp_mul, exp_dlim, p_bits)
         alpha = rescale_factor(m_new - m, exp_mul, exp_dlim)
         pv = (p.to(torch.float64) @ vi[:, :, start:stop]).long()
         l = ((l * alpha) >> EXP_ONE_BITS) + p.sum(dim=-1, keepdim=True)
@@ -104,6 +110,14 @@ def qflash_reference(
     out = normalize(acc, l)
     out_dtype = torch.float16 if q.dtype == torch.int8 else q.dtype
     return (out.to(torch.float32) * scales.out_scale.view(col)).to(out_dtype)
+
+
+def check_knobs(p_bits: int, key_tile: int) -> None:
+    """p_bits from 1 to P_BITS (the exponential's fraction has P_BITS + 1 bits), key_tile a positive int."""
+    if not (isinstance(p_bits, int) and 1 <= p_bits <= P_BITS):
+        raise ValueError(f"qflash p_bits must be an integer from 1 to {P_BITS}, got {p_bits!r}")
+    if not (isinstance(key_tile, int) and key_tile >= 1):
+        raise ValueError(f"qflash key_tile must be a positive integer, got {key_tile!r}")
 
 
 def normalize(acc: torch.Tensor, l: torch.Tensor) -> torch.Tensor:

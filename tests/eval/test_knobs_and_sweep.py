@@ -1,0 +1,94 @@
+"""The arithmetic's knobs as modes (`qflash(p_bits=8)`, `ivit(output_bits=8)`) and `eval.py sweep`."""
+import json
+
+import pytest
+import torch
+
+import qflash_kernels as qk
+from conftest import DEIT_TINY_WEIGHTS, SAMPLE_IMAGES
+from qflash_eval import modes
+from qflash_eval.modes import AttentionConfig
+from qflash_eval.variants import expand_ranges, parse_knobs
+
+
+@pytest.fixture
+def clean_modes():
+    before = dict(modes.MODES)
+    yield
+    modes.MODES.clear()
+    modes.MODES.update(before)
+
+
+def _qkv(seed, shape=(2, 3, 77, 64)):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g) * s for s in (1.5, 1.5, 1.0)]
+
+
+def test_default_knobs_are_the_modes_own_bits(clean_modes):
+    modes.parse_modes("qflash(p_bits=14, key_tile=64),ivit(output_bits=16)")
+    q, k, v = _qkv(1)
+    cfg = AttentionConfig("qflash", backend="reference")
+    assert torch.equal(modes.MODES["qflash(p_bits=14, key_tile=64)"].attend(q, k, v, cfg),
+                       modes.MODES["qflash"].attend(q, k, v, cfg))
+    assert torch.equal(modes.MODES["ivit(output_bits=16)"].attend(q, k, v, AttentionConfig("ivit", backend="reference")),
+                       modes.MODES["ivit"].attend(q, k, v, AttentionConfig("ivit", backend="reference")))
+
+
+def test_probability_bits_trade_accuracy_monotonically():
+    q, k, v = _qkv(2)
+    exact = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
+
+    def sqnr(out):
+        return float(10 * torch.log10(exact.pow(2).sum() / (out.double() - exact).pow(2).sum()))
+
+    curve = [sqnr(qk.qflash_attention(q, k, v, p_bits=b)) for b in range(2, 15)]
+    assert all(b >= a - 0.05 for a, b in zip(curve, curve[1:])), curve
+    assert curve[-1] - curve[0] > 20  # 2 bits are far worse than 14
+
+
+def test_a_changed_knob_runs_the_reference_and_the_report_says_so(clean_modes):
+    modes.parse_modes("qflash(p_bits=7)")
+    fields = modes.MODES["qflash(p_bits=7)"].report_fields(AttentionConfig("qflash"), torch.device("cpu"))
+    assert fields["knobs"] == {"p_bits": 7, "key_tile": 64} and fields["backend"].startswith("reference")
+    q, k, v = _qkv(3)
+    seven = qk.qflash_attention(q, k, v, p_bits=7, backend="triton")  # the knob overrides the backend
+    assert torch.equal(seven, qk.qflash_attention(q, k, v, p_bits=7, backend="reference"))
+    assert not torch.equal(seven, qk.qflash_attention(q, k, v, backend="reference"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("qflash(pbits=8)", "takes the knobs p_bits, key_tile"),
+    ("qflash(p_bits=eight)", "p_bits must be an integer"),
+    ("qflash(p_bits=15)", "from 1 to 14"),
+    ("qflash(key_tile=0)", "key_tile must be a positive integer"),
+    ("ivit(output_bits=1)", "output_bits must be in"),
+])
+def test_bad_knobs_are_named(clean_modes, text, message):
+    with pytest.raises(ValueError, match=message):
+        modes.parse_modes(text)
+
+
+def test_ranges_expand_one_knob():
+    assert expand_ranges("qflash(p_bits=4..6, key_tile=32)") == [
+        "qflash(p_bits=4, key_tile=32)", "qflash(p_bits=5, key_tile=32)", "qflash(p_bits=6, key_tile=32)"]
+    assert expand_ranges("qflash(p_bits=8)") == ["qflash(p_bits=8)"]
+    with pytest.raises(ValueError, match="one knob"):
+        expand_ranges("qflash(p_bits=4..6, key_tile=16..32)")
+    assert parse_knobs("qflash(p_bits=5, key_tile=32)") == ("qflash", {"p_bits": 5, "key_tile": 32})
+
+
+@pytest.mark.slow
+def test_sweep_writes_its_table_and_chart(tmp_path, clean_modes):
+    from qflash_eval.cli import main
+
+    out = tmp_path / "s.json"
+    assert main(["sweep", "-m", "DeiT-T", "--checkpoint", str(DEIT_TINY_WEIGHTS), "--data", str(SAMPLE_IMAGES),
+                 "--mode", "qflash(p_bits=5..6)", "--num-samples", "6", "-b", "6", "--results", str(out),
+                 "--no-progress"]) == 0
+    table = json.loads((tmp_path / "s.sweep.json").read_text())
+    assert [r["p_bits"] for r in table["rows"]] == [5, 6] and table["default"] == 14 and table["paper"] == 7
+    assert all(r["count"] == 6 and r["top1_ci95"][0] <= r["top1"] <= r["top1_ci95"][1] for r in table["rows"])
+    assert table["rows"][1]["sqnr_first_layers_db"] > table["rows"][0]["sqnr_first_layers_db"]
+    assert (tmp_path / "s.sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 5 |" in (tmp_path / "s.sweep.md").read_text()
+    assert json.loads(out.read_text())["results"]["qflash(p_bits=6)"]["knobs"]["p_bits"] == 6
