@@ -26,12 +26,11 @@ def _qkv(seed, shape=(2, 3, 77, 64)):
 
 def test_default_knobs_are_the_modes_own_bits(clean_modes):
     modes.parse_modes("qflash(p_bits=14, key_tile=64),ivit(output_bits=16)")
-    q, k, v = _qkv(1)
-    cfg = AttentionConfig("qflash", backend="reference")
-    assert torch.equal(modes.MODES["qflash(p_bits=14, key_tile=64)"].attend(q, k, v, cfg),
-                       modes.MODES["qflash"].attend(q, k, v, cfg))
-    assert torch.equal(modes.MODES["ivit(output_bits=16)"].attend(q, k, v, AttentionConfig("ivit", backend="reference")),
-                       modes.MODES["ivit"].attend(q, k, v, AttentionConfig("ivit", backend="reference")))
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the kernels on a GPU, the references on a CPU
+    q, k, v = [t.to(device).half() for t in _qkv(1)]
+    for base, knobs in (("qflash", "qflash(p_bits=14, key_tile=64)"), ("ivit", "ivit(output_bits=16)")):
+        cfg = AttentionConfig(base)
+        assert torch.equal(modes.MODES[knobs].attend(q, k, v, cfg), modes.MODES[base].attend(q, k, v, cfg))
 
 
 def test_probability_bits_trade_accuracy_monotonically():
