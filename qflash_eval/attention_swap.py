@@ -42,6 +42,13 @@ def swap_attention(model: nn.Module, config: AttentionConfig) -> int:
     def remember_batch(_module, args):
         context.batch_size = args[0].shape[0]
 
+    swapped = [m for m in model.modules() if isinstance(m, SwappedAttention)]
+    for index, module in enumerate(swapped):  # the numbering diagnose and the float layers use
+        module.layer_index = index
+    beyond = sorted(i for i in MODES[config.mode].float_layers if i >= len(swapped))
+    if beyond:
+        raise ValueError(f"{config.mode}: {type(model).__name__} has attention layers 0-{len(swapped) - 1}; "
+                         f"no layer {', '.join(map(str, beyond))}")
     model.register_forward_pre_hook(remember_batch)
     model.qflash_context = context
     return len(found.targets)

@@ -81,6 +81,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             return diagnose_main(argv[1:])
         if argv[:1] == ["--list-models"]:
             return list_models_main(argv[1:])
+        if argv[:1] == ["fallback"]:
+            from .fallback.command import main as fallback_main
+
+            return fallback_main(argv[1:])
         if argv[:1] == ["sweep"]:
             from .sweep.command import main as sweep_main
 

@@ -36,6 +36,8 @@ class Mode:
     report_fields: Callable = field(default=lambda config, device: {})
     # the paper's Top-1 column ("fp32" or "qflash") shown beside this mode's, None: none
     paper_column: Optional[str] = None
+    # attention layers (the swap's numbering) that attend in the model's float dtype instead
+    float_layers: frozenset = frozenset()
 
     @property
     def is_integer(self) -> bool:
@@ -156,8 +158,9 @@ GROUPS = {"all": ALL_MODES, "peers": PEER_MODES}
 
 def parse_modes(text: str, with_reference: bool = True) -> list[str]:
     """'all', 'peers', one mode or a comma list of them -> the modes to run, fp16 first when with_reference.
-    A user's variant ('package.module:function', 'file.py:function' or an entry point's name) or a mode with
-    knobs ('qflash(p_bits=8)') is registered here on first use (qflash_eval/variants)."""
+    A user's variant ('package.module:function', 'file.py:function' or an entry point's name), a mode with
+    knobs ('qflash(p_bits=8)') or with float layers ('qflash+fp16[3,7]') is registered here on first use
+    (qflash_eval/variants)."""
     names = [name for m in _split_modes(text) for name in GROUPS.get(m, (m,))]
     unknown = [m for m in names if m not in MODES and not _register_variant(m)]
     if unknown or not names:
@@ -169,10 +172,10 @@ def parse_modes(text: str, with_reference: bool = True) -> list[str]:
 
 
 def _split_modes(text: str) -> list[str]:
-    """Comma-separated modes; a comma inside parentheses belongs to the mode."""
+    """Comma-separated modes; a comma inside parentheses or brackets belongs to the mode."""
     parts, depth, current = [], 0, ""
     for ch in text:
-        depth += (ch == "(") - (ch == ")")
+        depth += (ch in "([") - (ch in ")]")
         if ch == "," and depth == 0:
             parts.append(current.strip())
             current = ""
@@ -185,8 +188,19 @@ def _split_modes(text: str) -> list[str]:
 def _register_variant(name: str) -> bool:
     """Add a user's variant to MODES; False where `name` does not look like one. A variant that looks like
     one but cannot be loaded raises ValueError naming it."""
-    from .variants import entry_point_modes, is_knob_spec, is_variant_spec, knob_fields, parse_knobs, variant_fields
+    from .variants import (
+        entry_point_modes, float_layers_fields, is_float_layers_spec, is_knob_spec, is_variant_spec, knob_fields,
+        parse_float_layers, parse_knobs, variant_fields,
+    )
 
+    if is_float_layers_spec(name):
+        base = parse_float_layers(name)[0]
+        if base not in MODES and not _register_variant(base):
+            return False
+        if not MODES[base].is_integer:
+            raise ValueError(f"{name}: {base} is not an integer mode; float layers apply to integer modes")
+        MODES[name] = Mode(**float_layers_fields(name, MODES[base]))
+        return True
     if is_knob_spec(name):
         MODES[name] = Mode(**knob_fields(name, MODES[parse_knobs(name)[0]]))
         return True

@@ -45,6 +45,7 @@ def build_report(run: PreparedRun, gathered, device_label: str, data_config: dic
                  "transform": data_config},
         "granularity": config.granularity,
         "calibration": run.calibration,
+        "float_layers": run.float_layers,
         "batch_size": config.batch_size,
         "batch_sizes_run": {str(k): v for k, v in gathered.batch_sizes.items()},
         "workers": run.workers,

@@ -17,6 +17,7 @@ from . import outputs, report
 from .attention_swap import calibrate_static, swap_attention
 from .data import DataError, make_loader, open_source
 from .evaluate import ModeModel, evaluate
+from .fallback import resolve_auto_float_layers
 from .gather import check_complete, gather_outcome, leave_together
 from .graphs import GraphedForward
 from .models import RANDOM_WEIGHTS, LoadedModel, check_model_name, check_weights_file, create_model
@@ -27,6 +28,7 @@ from .resume import load_prior
 from .run_config import RunConfig
 from .signals import StopSignals, held
 from .transforms import describe, eval_data_config, eval_transform
+from .variants import with_float_layers
 
 EXIT_STOPPED = 1  # the run ended early on bad data; the finished part was written
 
@@ -37,7 +39,8 @@ def run_one(config: RunConfig, loaded: Optional[LoadedModel] = None, write: bool
     `loaded`: a model already built (the Python API); write: the results files; close_group: end the
     multi-process group afterwards (a suite keeps it for its next model)."""
     config.check()
-    modes = parse_modes(config.mode, with_reference=not config.no_fp16_reference)
+    modes = with_float_layers(parse_modes(config.mode, with_reference=not config.no_fp16_reference),
+                              config.float_layers)
     paths = check_before_loading(config, write, building=loaded is None)
     with StopSignals() as signals:
         started = time.perf_counter()
@@ -95,11 +98,14 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     device = accelerator.device
     if config.cuda_graphs is None:  # on by default where they can run: the same predictions, less host time
         config = dataclasses.replace(config, cuda_graphs=device.type == "cuda")
+    modes, float_layers = resolve_auto_float_layers(modes, config, loaded.model)
+    if float_layers:
+        lap("float_layers_s")
     mode_models = build_mode_models(loaded.model, modes, config, device)
     loaded.model = None  # the mode copies are what runs
     lap("mode_copies_s")
     run = PreparedRun(config, modes, paths, accelerator, device, workers, source, prior, loaded,
-                      data_config, mode_models, prepare_steps=steps)
+                      data_config, mode_models, prepare_steps=steps, float_layers=float_layers or None)
     if config.granularity == "static" and any(m.replaced for m in mode_models):
         run.calibration = calibrate(run)
         lap("calibration_s")

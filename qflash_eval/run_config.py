@@ -70,7 +70,13 @@ class RunConfig:
         "and head; batch: one scale per batch of --batch-size images, as the paper ran; static: calibrated)")
     calibration_images: int = setting(
         64, "--calibration-images", type=int, result=True,
-        help="static granularity: images of the source used to calibrate the scales")
+        help="static granularity: images of the source used to calibrate the scales; --float-layers auto:K: images "
+        "that rank the layers (never among the evaluated ones)")
+    float_layers: Optional[str] = setting(
+        None, "--float-layers", result=True,
+        help="beside each integer mode, the same mode with these attention layers in fp16: indices as diagnose "
+        "numbers them (3,7), or auto:K for the K layers diagnose ranks worst on --calibration-images images that "
+        "are not evaluated; named MODE+fp16[3,7] in the report")
     ivit_bits: int = setting(16, "--ivit-bits", type=int, result=True,
                              help="I-ViT Shiftmax output bits, 2-16 (I-ViT's Swin uses 8)")
     dtype: str = setting("float16", "--dtype", choices=DTYPE_NAMES, result=True,

@@ -51,6 +51,7 @@ class SwappedAttention(nn.Module):
         self.mode = MODES[config.mode]
         if not self.mode.is_integer:
             raise ValueError(f"not an integer attention mode: {config.mode!r}")
+        self.layer_index = -1  # the swap's numbering, set by swap_attention
 
     def images_group(self, z: int) -> int:
         """Leading entries of q per image: 1, or the windows / patches / partitions of one image."""
@@ -67,6 +68,8 @@ class SwappedAttention(nn.Module):
         cfg = self.config
         if self.context.observing:
             self.static_range.update(q, k, v)
+            return float_attention(q, k, v, bias, mask, scale)
+        if self.layer_index in self.mode.float_layers:
             return float_attention(q, k, v, bias, mask, scale)
         static = self.static_range.scales() if cfg.granularity == "static" else None
         return self.mode.attend(q, k, v, cfg, granularity=cfg.granularity, group=self.images_group(q.shape[0]),

@@ -1,0 +1,86 @@
+"""The fallback table (JSON, Markdown) and chart: per step, the layers in fp16, agreement with fp16 on the
+calibration and on the evaluation images, Top-1 with its Wilson 95 % interval, and images/s."""
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+
+from ..stats import wilson_interval
+
+
+def fallback_table(results: pathlib.Path, mode: str, ranking, steps: list[dict], positions: list[int],
+                   target=None, max_layers=None) -> dict:
+    report = json.loads(results.read_text())
+    rows = []
+    for step in steps:
+        entry = report["results"].get(step["mode"])
+        if entry is None:  # the evaluation stopped before this step's mode ran
+            continue
+        low, high = wilson_interval(entry["correct_top1"], entry["count"])
+        rows.append({**step, "agreement": entry["agreement"], "top1": entry["top1"],
+                     "top1_ci95": [round(100 * low, 2), round(100 * high, 2)], "count": entry["count"],
+                     "images_per_s": entry.get("images_per_s")})
+    return {"model": report["model"], "mode": mode, "target_agreement": target, "max_float_layers": max_layers,
+            "ranking_sqnr_db": [[i, round(s, 2)] for i, s in ranking],
+            "calibration": {"images": len(positions), "positions": positions,
+                            "rule": "evenly spaced over the images the evaluation leaves out"},
+            "fp16": {"top1": report["results"]["fp16"]["top1"], "images_per_s": report["results"]["fp16"].get(
+                "images_per_s")},
+            "device": (report.get("provenance") or {}).get("device"), "evaluation": str(results),
+            "data": report["data"], "provenance": report.get("provenance"), "rows": rows}
+
+
+def markdown(table: dict) -> str:
+    goal = (f"target {table['target_agreement']} % agreement" if table["target_agreement"] is not None
+            else f"up to {table['max_float_layers']} layers" if table["max_float_layers"] is not None else "")
+    lines = [f"**{table['model']}**, {table['mode']}: layers kept in fp16, worst first ({goal}; ranked on "
+             f"{table['calibration']['images']} calibration images, evaluated on {table['rows'][0]['count'] if table['rows'] else 0}"
+             f" others); fp16 Top-1 {table['fp16']['top1']:.2f} %, {table['fp16']['images_per_s']} images/s on "
+             f"{table['device']}", "",
+             "| fp16 layers | agreement, calibration % | agreement, evaluation % | Top-1 % | 95 % interval | images/s |",
+             "|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        lines.append(f"| {r['float_layers'] or 'none'} | {r['calibration_agreement']:.2f} | {r['agreement']:.2f} | "
+                     f"{r['top1']:.2f} | {r['top1_ci95'][0]:.2f}-{r['top1_ci95'][1]:.2f} | {r['images_per_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(table: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table["rows"]
+    x = [len(r["float_layers"]) for r in rows]
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(x, [r["agreement"] for r in rows], "o-", label="agreement with fp16 %")
+    left.plot(x, [r["top1"] for r in rows], "s-", label="Top-1 %")
+    left.errorbar(x, [r["top1"] for r in rows], yerr=[[r["top1"] - r["top1_ci95"][0] for r in rows],
+                                                      [r["top1_ci95"][1] - r["top1"] for r in rows]], fmt="none",
+                  ecolor="gray", capsize=3)
+    left.set_xlabel("attention layers in fp16 (worst first)")
+    left.set_ylabel("%")
+    speeds = [r["images_per_s"] for r in rows]
+    if all(s is not None for s in speeds):
+        right = left.twinx()
+        right.plot(x, speeds, "^--", color="gray", label="images/s")
+        right.set_ylabel("images/s")
+    left.legend(loc="lower right", fontsize=8)
+    left.set_title(f"{table['model']}: {table['mode']} with fp16 layers")
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write(table: dict, results: pathlib.Path) -> list[pathlib.Path]:
+    stem = results.with_suffix("")
+    paths = [pathlib.Path(f"{stem}.fallback.{s}") for s in ("md", "png", "json")]
+    paths[0].write_text(markdown(table))
+    paths[1].write_bytes(chart(table))
+    paths[2].write_text(json.dumps(table, indent=1))
+    print(markdown(table))
+    return paths
