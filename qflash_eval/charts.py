@@ -72,3 +72,17 @@ def accuracy_chart(reports: list[dict], labels: Optional[list[str]] = None) -> O
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (tight layout, 120 dpi), the figure closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+

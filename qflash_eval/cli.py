@@ -70,27 +70,25 @@ def config_from_args(argv: Optional[list[str]]) -> RunConfig:
     return config
 
 
+def _late(module: str, function: str = "main"):
+    """A subcommand's entry, imported when it runs (so that `eval.py --help` starts at once)."""
+    import importlib
+
+    return lambda: getattr(importlib.import_module(module, __package__), function)
+
+
+SUBCOMMANDS = {
+    "compare": lambda: compare_main, "diagnose": _late(".diagnose.command"), "sweep": _late(".sweep.command"),
+    "fallback": _late(".fallback.command"), "--list-models": lambda: list_models_main,
+    "--list-modes": lambda: list_modes_main,
+}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["compare"]:
-            return compare_main(argv[1:])
-        if argv[:1] == ["diagnose"]:
-            from .diagnose.command import main as diagnose_main
-
-            return diagnose_main(argv[1:])
-        if argv[:1] == ["--list-models"]:
-            return list_models_main(argv[1:])
-        if argv[:1] == ["fallback"]:
-            from .fallback.command import main as fallback_main
-
-            return fallback_main(argv[1:])
-        if argv[:1] == ["sweep"]:
-            from .sweep.command import main as sweep_main
-
-            return sweep_main(argv[1:])
-        if argv[:1] == ["--list-modes"]:
-            return list_modes_main(argv[1:])
+        if argv[:1] and argv[0] in SUBCOMMANDS:
+            return SUBCOMMANDS[argv[0]]()(argv[1:])
         return eval_main(argv)
     except KeyboardInterrupt:
         print("eval.py: interrupted", file=sys.stderr)

@@ -208,3 +208,25 @@ def _register_variant(name: str) -> bool:
         return False
     MODES[name] = Mode(**variant_fields(name))
     return True
+
+
+def with_float_layers(modes: list[str], spec) -> list[str]:
+    """--float-layers: each integer mode followed by MODE+fp16[spec] (3,7 or auto:K; auto is resolved on
+    calibration images when the model is loaded, qflash_eval/fallback)."""
+    from .variants import auto_count, is_float_layers_spec, layer_set
+
+    if not spec:
+        return modes
+    inside = spec.replace(" ", "")
+    if inside.startswith("auto:"):
+        auto_count(inside, f"--float-layers {spec}")
+    else:
+        layer_set(inside, f"--float-layers {spec}")
+    result = []
+    for name in modes:
+        result.append(name)
+        if not is_float_layers_spec(name) and MODES[name].is_integer:
+            result.append(f"{name}+fp16[{inside}]")
+            if not inside.startswith("auto:"):
+                _register_variant(result[-1])
+    return result

@@ -177,3 +177,13 @@ def write_outputs(report: dict, paths: ResultPaths, prediction_rows: list[ImageO
         written.append(paths.chart)
     atomic_write(paths.json, json.dumps(report, indent=2) + "\n")
     return written
+
+
+def write_beside(results: pathlib.Path, kind: str, markdown: str, png: bytes, table: dict) -> list[pathlib.Path]:
+    """NAME.KIND.md, .png and .json beside an evaluation's NAME.json (sweep, fallback), each whole, JSON last."""
+    stem = results.with_suffix("")
+    paths = [pathlib.Path(f"{stem}.{kind}.{suffix}") for suffix in ("md", "png", "json")]
+    for path, data in zip(paths, (markdown, png, json.dumps(table, indent=1, default=str))):
+        atomic_write(path, data)
+    return paths
+

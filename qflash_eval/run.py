@@ -21,14 +21,13 @@ from .fallback import resolve_auto_float_layers
 from .gather import check_complete, gather_outcome, leave_together
 from .graphs import GraphedForward
 from .models import RANDOM_WEIGHTS, LoadedModel, check_model_name, check_weights_file, create_model
-from .modes import MODES, AttentionConfig, parse_modes
+from .modes import MODES, AttentionConfig, parse_modes, with_float_layers
 from .prepared import PreparedRun
 from .provenance import device_name
 from .resume import load_prior
 from .run_config import RunConfig
 from .signals import StopSignals, held
 from .transforms import describe, eval_data_config, eval_transform
-from .variants import with_float_layers
 
 EXIT_STOPPED = 1  # the run ended early on bad data; the finished part was written
 

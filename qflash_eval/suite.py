@@ -93,3 +93,11 @@ def write_combined(paths: outputs.ResultPaths, names, reports: dict, unavailable
     }, indent=2) + "\n")
     print(text)
     print("written: " + ", ".join(str(p) for p in (paths.json, paths.csv, paths.markdown, paths.chart)))
+
+
+def evaluate_settings(settings: dict, where: str) -> int:
+    """An evaluation with these RunConfig settings (field name -> value): what `eval.py` runs, for the
+    commands that build on one (sweep, fallback). Errors are raised, not printed."""
+    from .run_config import RunConfig
+
+    return evaluate_models(RunConfig().overlay(settings, where))

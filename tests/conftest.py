@@ -52,3 +52,15 @@ def pytest_runtest_makereport(item, call):
 def require_shared():
     if not SAMPLE_IMAGES.is_dir() or not DEIT_TINY_WEIGHTS.is_file():
         pytest.skip(f"../shared is absent ({SHARED}): real-data tests need the sample images and weights")
+
+
+@pytest.fixture
+def clean_modes():
+    """Modes that a test registers (variants, knobs, float layers) are gone after it."""
+    from qflash_eval import modes
+
+    before = dict(modes.MODES)
+    yield
+    modes.MODES.clear()
+    modes.MODES.update(before)
+

@@ -8,34 +8,23 @@ import argparse
 import pathlib
 import sys
 
+from ..command_args import command_parser
+
 DEFAULT_TARGET = 99.5
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="eval.py fallback",
-        description="The fewest attention layers to keep in fp16 for an integer mode to agree with fp16: layers "
-                    "ranked by diagnose on calibration images, added worst first, each step evaluated.")
-    p.add_argument("-m", "--model", required=True, help="alias, paper label or timm name (as for an evaluation)")
-    p.add_argument("--weights", "--checkpoint", default=None, help="local checkpoint, or 'random'")
-    p.add_argument("--data", required=True, help="a folder or parquet files (calibration images are set apart)")
-    p.add_argument("--mode", required=True, help="one integer mode (a variant or a knob setting too)")
+    p = command_parser("fallback", "The fewest attention layers to keep in fp16 for an integer mode to agree with "
+                       "fp16: layers ranked by diagnose on calibration images, added worst first, each step evaluated.",
+                       "a folder or parquet files (calibration images are set apart)",
+                       "one integer mode (a variant or a knob setting too)",
+                       "evaluated images, evenly spaced (default: half the source; the rest can calibrate)")
     goal = p.add_mutually_exclusive_group()
     goal.add_argument("--target-agreement", type=float, default=None,
                       help=f"agreement with fp16 on the calibration images, %% (default {DEFAULT_TARGET})")
     goal.add_argument("--max-float-layers", type=int, default=None, help="add layers up to this many")
     p.add_argument("--calibration-images", type=int, default=64, help="images that rank the layers (not evaluated)")
-    p.add_argument("-n", "--num-samples", type=int, default=None,
-                   help="evaluated images, evenly spaced (default: half the source, so that the rest can calibrate)")
-    p.add_argument("-b", "--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--qflash-backend", default="auto", choices=("auto", "triton", "reference"),
-                   help="the integer modes' kernels: Triton (CUDA, or the interpreter) or the bit-exact reference")
-    p.add_argument("--results", default=None, help="NAME.json (default results/fallback-MODEL-TIME.json); the "
-                   "table is NAME.fallback.json / .md / .png beside the evaluation's files")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -51,7 +40,6 @@ def main(argv: list[str]) -> int:
 def run(args) -> int:
     import torch
 
-    from ..cli import eval_main
     from ..data import open_source
     from ..models import create_model
     from ..modes import MODES, parse_modes
@@ -81,13 +69,13 @@ def run(args) -> int:
     print(f"{mode}: layers worst first (mean SQNR dB on {len(positions)} calibration images): "
           + ", ".join(f"{i} ({s:.1f})" for i, s in ranking), flush=True)
     steps = search(loaded.model, mode, ranking, images, dtype, device, args)
-    eval_argv = ["--model", args.model, "--data", args.data, "--mode", ",".join(s["mode"] for s in steps),
-                 "--num-samples", str(num_samples), "-b", str(args.batch_size), "--dtype", args.dtype,
-                 "--device", args.device, "--qflash-backend", args.qflash_backend, "--results", str(results)]
-    if args.weights:
-        eval_argv += ["--weights", args.weights]
-    eval_argv += ["--overwrite"] * args.overwrite + ["--no-progress"] * args.no_progress
-    code = eval_main(eval_argv)
+    from ..suite import evaluate_settings
+
+    code = evaluate_settings({"model": args.model, "data": args.data, "mode": ",".join(s["mode"] for s in steps),
+                              "num_samples": num_samples, "batch_size": args.batch_size, "dtype": args.dtype,
+                              "device": args.device, "qflash_backend": args.qflash_backend, "results": str(results),
+                              "weights": args.weights, "overwrite": args.overwrite, "no_progress": args.no_progress},
+                             "eval.py fallback")
     if not results.exists():
         return code or 1
     table = fallback_table(results, mode, ranking, steps, positions, target=args.target_agreement,

@@ -2,10 +2,11 @@
 calibration and on the evaluation images, Top-1 with its Wilson 95 % interval, and images/s."""
 from __future__ import annotations
 
-import io
 import json
 import pathlib
 
+from ..charts import figure_png
+from ..outputs import write_beside
 from ..stats import wilson_interval
 
 
@@ -69,18 +70,11 @@ def chart(table: dict) -> bytes:
         right.set_ylabel("images/s")
     left.legend(loc="lower right", fontsize=8)
     left.set_title(f"{table['model']}: {table['mode']} with fp16 layers")
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
+
 
 
 def write(table: dict, results: pathlib.Path) -> list[pathlib.Path]:
-    stem = results.with_suffix("")
-    paths = [pathlib.Path(f"{stem}.fallback.{s}") for s in ("md", "png", "json")]
-    paths[0].write_text(markdown(table))
-    paths[1].write_bytes(chart(table))
-    paths[2].write_text(json.dumps(table, indent=1))
+    """NAME.fallback.md, .png, .json beside the evaluation's NAME.json; prints the table."""
     print(markdown(table))
-    return paths
+    return write_beside(results, "fallback", markdown(table), chart(table), table)

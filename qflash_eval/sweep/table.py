@@ -2,10 +2,11 @@
 Wilson 95 % interval, and the first layers' attention SQNR; the default and the paper's setting marked."""
 from __future__ import annotations
 
-import io
 import json
 import pathlib
 
+from ..charts import figure_png
+from ..outputs import write_beside
 from ..stats import wilson_interval
 
 
@@ -67,20 +68,13 @@ def chart(table: dict) -> bytes:
             left.annotate(name, (value, left.get_ylim()[0]), rotation=90, va="bottom", ha="right", fontsize=8)
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
-    left.legend(handles, labels, loc="lower right", fontsize=8)
+    left.legend(handles, labels, loc="center right", fontsize=8)
     left.set_title(f"{table['model']}: {table['mode']} {k}")
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
+
 
 
 def write(table: dict, results: pathlib.Path) -> list[pathlib.Path]:
-    stem = results.with_suffix("")
-    paths = [pathlib.Path(f"{stem}.sweep.md"), pathlib.Path(f"{stem}.sweep.png"), pathlib.Path(f"{stem}.sweep.json")]
-    paths[0].write_text(markdown(table))
-    paths[1].write_bytes(chart(table))
-    paths[2].write_text(json.dumps(table, indent=1))
+    """NAME.sweep.md, .png, .json beside the evaluation's NAME.json; prints the table."""
     print(markdown(table))
-    return paths
+    return write_beside(results, "sweep", markdown(table), chart(table), table)

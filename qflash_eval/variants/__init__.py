@@ -9,10 +9,10 @@ is an integer mode with some layers kept in fp16, `qflash+fp16[3,7]` (float_laye
 from .load import ENTRY_POINT_GROUP, entry_point_modes, is_variant_spec, variant_fields
 from .check import VariantError
 from .float_layers import (
-    float_layers_fields, float_layers_name, is_float_layers_spec, parse_float_layers, with_float_layers,
+    auto_count, float_layers_fields, float_layers_name, is_float_layers_spec, layer_set, parse_float_layers,
 )
 from .knobs import KNOBS, expand_ranges, is_knob_spec, knob_fields, parse_knobs
 
 __all__ = ["ENTRY_POINT_GROUP", "KNOBS", "VariantError", "entry_point_modes", "expand_ranges", "float_layers_fields",
            "float_layers_name", "is_float_layers_spec", "is_knob_spec", "is_variant_spec", "knob_fields",
-           "parse_float_layers", "parse_knobs", "variant_fields", "with_float_layers"]
+           "parse_float_layers", "parse_knobs", "variant_fields", "auto_count", "layer_set"]

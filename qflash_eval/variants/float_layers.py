@@ -70,23 +70,3 @@ def float_layers_fields(name: str, base_mode) -> dict:
             "(PyTorch SDPA)", "fixed_dtype": base_mode.fixed_dtype, "attend": base_mode.attend,
             "report_fields": report_fields, "paper_column": base_mode.paper_column, "float_layers": layers}
 
-
-def with_float_layers(modes: list[str], spec) -> list[str]:
-    """--float-layers: each integer mode followed by MODE+fp16[spec] (3,7 or auto:K)."""
-    from ..modes import MODES, parse_modes
-
-    if not spec:
-        return modes
-    inside = spec.replace(" ", "")
-    if inside.startswith("auto:"):
-        auto_count(inside, f"--float-layers {spec}")
-    else:
-        layer_set(inside, f"--float-layers {spec}")
-    result = []
-    for name in modes:
-        result.append(name)
-        if not is_float_layers_spec(name) and MODES[name].is_integer:
-            result.append(f"{name}+fp16[{inside}]")
-            if not inside.startswith("auto:"):  # registered now; auto is resolved on calibration images
-                parse_modes(result[-1], with_reference=False)
-    return result

@@ -17,14 +17,6 @@ from qflash_eval.fallback import rank_layers
 from qflash_eval.fallback.calibration import calibration_positions
 
 
-@pytest.fixture
-def clean_modes():
-    before = dict(modes.MODES)
-    yield
-    modes.MODES.clear()
-    modes.MODES.update(before)
-
-
 @pytest.fixture(scope="module")
 def vit():
     model = lively_model("vit_tiny_patch16_224")
@@ -84,16 +76,6 @@ def test_calibration_needs_images_left_out():
         calibration_positions(500, None, 8)
     with pytest.raises(DataError, match="pass --num-samples below"):
         calibration_positions(500, 500, 8)
-
-
-@pytest.mark.parametrize("text, message", [
-    ("qflash+fp16[x]", "attention-layer indices"),
-    ("qflash+fp16[-1]", "start at 0"),
-    ("fp32+fp16[1]", "not an integer mode"),
-])
-def test_bad_float_layers_are_named(clean_modes, text, message):
-    with pytest.raises(ValueError, match=message):
-        modes.parse_modes(text)
 
 
 def test_a_layer_past_the_model_is_named(vit, clean_modes):

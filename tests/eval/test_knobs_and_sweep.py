@@ -1,4 +1,5 @@
-"""The arithmetic's knobs as modes (`qflash(p_bits=8)`, `ivit(output_bits=8)`) and `eval.py sweep`."""
+"""The arithmetic's knobs as modes (`qflash(p_bits=8)`, `ivit(output_bits=8)`) and `eval.py sweep`; the names of
+knob and float-layer modes checked."""
 import json
 
 import pytest
@@ -9,14 +10,6 @@ from conftest import DEIT_TINY_WEIGHTS, SAMPLE_IMAGES
 from qflash_eval import modes
 from qflash_eval.modes import AttentionConfig
 from qflash_eval.variants import expand_ranges, parse_knobs
-
-
-@pytest.fixture
-def clean_modes():
-    before = dict(modes.MODES)
-    yield
-    modes.MODES.clear()
-    modes.MODES.update(before)
 
 
 def _qkv(seed, shape=(2, 3, 77, 64)):
@@ -61,8 +54,11 @@ def test_a_changed_knob_runs_the_reference_and_the_report_says_so(clean_modes):
     ("qflash(p_bits=15)", "from 1 to 14"),
     ("qflash(key_tile=0)", "key_tile must be a positive integer"),
     ("ivit(output_bits=1)", "output_bits must be in"),
+    ("qflash+fp16[x]", "attention-layer indices"),
+    ("qflash+fp16[-1]", "start at 0"),
+    ("fp32+fp16[1]", "not an integer mode"),
 ])
-def test_bad_knobs_are_named(clean_modes, text, message):
+def test_bad_knobs_and_float_layers_are_named(clean_modes, text, message):
     with pytest.raises(ValueError, match=message):
         modes.parse_modes(text)
 

@@ -42,14 +42,11 @@ VARIANTS = textwrap.dedent('''
 
 
 @pytest.fixture
-def variants_file(tmp_path, monkeypatch):
+def variants_file(tmp_path, monkeypatch, clean_modes):
     path = tmp_path / "my_variants.py"
     path.write_text(VARIANTS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    before = dict(modes.MODES)
-    yield path
-    modes.MODES.clear()
-    modes.MODES.update(before)
+    return path
 
 
 def _predictions(path):
