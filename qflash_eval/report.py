@@ -8,6 +8,7 @@ import pathlib
 import sys
 from typing import Optional
 
+from .labels import real_labels_section
 from .modes import MODES
 from .prepared import PreparedRun
 from .provenance import provenance
@@ -22,6 +23,9 @@ def build_report(run: PreparedRun, gathered, device_label: str, data_config: dic
     config, loaded, source = run.config, run.loaded, run.source
     rows = gathered.rows
     results = summarize(run.modes, rows, gathered.model_seconds)
+    real_section, real_scores = real_labels_section(config.real_labels, run.modes, rows)
+    for mode, scores in real_scores.items():
+        results[mode].update(scores)
     for m in run.mode_models:
         entry = results[m.mode]
         mode = MODES[m.mode]
@@ -46,6 +50,7 @@ def build_report(run: PreparedRun, gathered, device_label: str, data_config: dic
         "granularity": config.granularity,
         "calibration": run.calibration,
         "float_layers": run.float_layers,
+        "real_labels": real_section,
         "batch_size": config.batch_size,
         "batch_sizes_run": {str(k): v for k, v in gathered.batch_sizes.items()},
         "workers": run.workers,
@@ -176,6 +181,17 @@ def paper_line(report: dict) -> str:
     return f"\nThe paper reports Top-1 FP32 {paper['fp32']:.2f} %, QFlash {paper['qflash']:.2f} %{note}.\n"
 
 
+def real_line(report: dict) -> str:
+    """ReaL Top-1 / Top-5 per mode where the ReaL labels applied."""
+    real = report.get("real_labels") or {}
+    if not real.get("applied"):
+        return ""
+    scores = ", ".join(f"{mode} {r['real_top1']:.2f} / {r['real_top5']:.2f}" for mode, r in report["results"].items()
+                       if r.get("real_top1") is not None)
+    return (f"\nReaL Top-1 / Top-5 % ({real['scored']} images scored, {real['left_out_empty']} with no ReaL label "
+            f"left out): {scores}\n")
+
+
 def markdown(report: dict) -> str:
     p = report["provenance"]
     head = (
@@ -185,7 +201,7 @@ def markdown(report: dict) -> str:
         + (" — INTERRUPTED, partial" if report.get("interrupted") else "")
         + (" — STOPPED EARLY, partial" if report.get("stopped") else "")
     )
-    text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n" + paper_line(report)
+    text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n" + paper_line(report) + real_line(report)
     for reason in report.get("stopped") or []:
         text += f"\nStopped: {reason}\n"
     skipped = report.get("unusable") or []

@@ -19,6 +19,7 @@ from .data import DataError, make_loader, open_source
 from .evaluate import ModeModel, evaluate
 from .fallback import resolve_auto_float_layers
 from .gather import check_complete, gather_outcome, leave_together
+from .labels import check_real_labels_apply
 from .graphs import GraphedForward
 from .models import RANDOM_WEIGHTS, LoadedModel, check_model_name, check_weights_file, create_model
 from .modes import MODES, AttentionConfig, parse_modes, with_float_layers
@@ -86,6 +87,7 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     workers = config.workers if config.workers is not None else default_workers(accelerator.num_processes)
     lap("devices_s")
     source = open_source(config.data, config.split, config.num_samples)
+    check_real_labels_apply(config.real_labels, source)
     prior = load_prior(pathlib.Path(config.resume), modes, source) if config.resume else None
     lap("data_source_s")
     if loaded is None:

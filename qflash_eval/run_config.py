@@ -72,6 +72,11 @@ class RunConfig:
         64, "--calibration-images", type=int, result=True,
         help="static granularity: images of the source used to calibrate the scales; --float-layers auto:K: images "
         "that rank the layers (never among the evaluated ones)")
+    real_labels: str = setting(
+        "auto", "--real-labels", result=True, metavar="auto|on|off|FILE",
+        help="ReaL Top-1/Top-5 beside the clean ones, for images named ILSVRC2012_val_########: auto (where every "
+        "image is so named), on (required), off, or FILE (a JSON list of 50000 label lists; default the "
+        "imagenet_real_labels.json inside timm)")
     float_layers: Optional[str] = setting(
         None, "--float-layers", result=True,
         help="beside each integer mode, the same mode with these attention layers in fp16: indices as diagnose "
