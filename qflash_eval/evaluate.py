@@ -93,15 +93,18 @@ def model_error_line(mode: str, image_indices: torch.Tensor, err: BaseException)
 
 
 def evaluate(models: list[ModeModel], loader, device: torch.device, progress=None,
-             warmup: Optional[bool] = None, skip_unusable: bool = False) -> tuple[PerImage, bool]:
+             warmup: Optional[bool] = None, skip_unusable: bool = False,
+             classes: Optional[list[int]] = None) -> tuple[PerImage, bool]:
     """Run every model on every batch. Returns the outcomes and whether the run was interrupted.
 
     warmup (default: on CUDA) runs each model on the first batch and on its first image before timing,
     so that kernel compilation and autotuning are reported as warm-up, not as model time.
     An unusable item stops the loop before its batch (skip_unusable: the batch runs without it); Ctrl-C
     or SIGTERM stops after the batch in flight. What finished is kept and reported.
+    classes: predictions restricted to these class indices (ImageNet-R / -A), None: all.
     """
     warmup = device.type == "cuda" if warmup is None else warmup
+    outside = None  # the classes the logits may not predict, made at the first batch (the model's width)
     result = PerImage(modes=[m.mode for m in models])
     seconds = torch.zeros(len(models), dtype=torch.float64)
     result.warmup_seconds = torch.zeros(len(models), dtype=torch.float64)
@@ -153,8 +156,13 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                         current = m.mode
                         _synchronize(device)
                         start, setup_before = time.perf_counter(), m.setup_seconds
-                        logits = m(images)
-                        top5.append(logits.float().topk(5, dim=1).indices)
+                        logits = m(images).float()
+                        if classes is not None:
+                            if outside is None:
+                                outside = torch.ones(1, logits.shape[1], dtype=torch.bool, device=logits.device)
+                                outside[0, classes] = False
+                            logits = logits.masked_fill(outside, float("-inf"))
+                        top5.append(logits.topk(5, dim=1).indices)
                         _synchronize(device)
                         setup = m.setup_seconds - setup_before  # a new batch shape captured: warm-up
                         seconds[j] += time.perf_counter() - start - setup

@@ -22,6 +22,7 @@ class PreparedRun:
     data_config: dict  # timm's resolved eval data config
     mode_models: list  # evaluate.ModeModel, one per mode
     calibration: Optional[dict] = None  # static granularity: how the scales were calibrated
+    valid_labels: Optional[dict] = None  # the classes the logits are restricted to (ImageNet-R / -A), None: all
     float_layers: Optional[dict] = None  # --float-layers auto:K: the layers chosen and the images they came from
     prepare_seconds: float = 0.0  # checks, data source, model and its mode copies, before the loop
     prepare_steps: dict = field(default_factory=dict)  # seconds of each of prepare's steps

@@ -51,6 +51,8 @@ def build_report(run: PreparedRun, gathered, device_label: str, data_config: dic
         "calibration": run.calibration,
         "float_layers": run.float_layers,
         "real_labels": real_section,
+        "valid_labels": ({k: v for k, v in run.valid_labels.items() if k != "indices"}
+                         if run.valid_labels else None),
         "batch_size": config.batch_size,
         "batch_sizes_run": {str(k): v for k, v in gathered.batch_sizes.items()},
         "workers": run.workers,

@@ -19,7 +19,7 @@ from .data import DataError, make_loader, open_source
 from .evaluate import ModeModel, evaluate
 from .fallback import resolve_auto_float_layers
 from .gather import check_complete, gather_outcome, leave_together
-from .labels import check_real_labels_apply
+from .labels import check_real_labels_apply, valid_labels_for
 from .graphs import GraphedForward
 from .models import RANDOM_WEIGHTS, LoadedModel, check_model_name, check_weights_file, create_model
 from .modes import MODES, AttentionConfig, parse_modes, with_float_layers
@@ -88,6 +88,7 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     lap("devices_s")
     source = open_source(config.data, config.split, config.num_samples)
     check_real_labels_apply(config.real_labels, source)
+    valid_labels = valid_labels_for(config.valid_labels, source)
     prior = load_prior(pathlib.Path(config.resume), modes, source) if config.resume else None
     lap("data_source_s")
     if loaded is None:
@@ -106,7 +107,8 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     loaded.model = None  # the mode copies are what runs
     lap("mode_copies_s")
     run = PreparedRun(config, modes, paths, accelerator, device, workers, source, prior, loaded,
-                      data_config, mode_models, prepare_steps=steps, float_layers=float_layers or None)
+                      data_config, mode_models, prepare_steps=steps, float_layers=float_layers or None,
+                      valid_labels=valid_labels)
     if config.granularity == "static" and any(m.replaced for m in mode_models):
         run.calibration = calibrate(run)
         lap("calibration_s")
@@ -141,7 +143,8 @@ def evaluate_run(run: PreparedRun):
         total = None if run.source.size is None else run.source.size - len(done)
         progress = tqdm(total=total, unit="img", desc=f"{config.model} {','.join(run.modes)}", dynamic_ncols=True)
     try:
-        return evaluate(run.mode_models, loader, run.device, progress, skip_unusable=config.skip_unreadable)
+        return evaluate(run.mode_models, loader, run.device, progress, skip_unusable=config.skip_unreadable,
+                        classes=run.valid_labels["indices"] if run.valid_labels else None)
     finally:
         if progress is not None:
             progress.close()

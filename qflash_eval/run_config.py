@@ -77,6 +77,11 @@ class RunConfig:
         help="ReaL Top-1/Top-5 beside the clean ones, for images named ILSVRC2012_val_########: auto (where every "
         "image is so named), on (required), off, or FILE (a JSON list of 50000 label lists; default the "
         "imagenet_real_labels.json inside timm)")
+    valid_labels: Optional[str] = setting(
+        None, "--valid-labels", result=True, metavar="imagenet-r|imagenet-a|FILE",
+        help="score in a subset of the 1000 classes, as timm does for ImageNet-R and -A: the logits restricted to "
+        "those classes (FILE: class indices, one a line); unset, a folder whose classes are exactly ImageNet-R's or "
+        "-A's 200 is scored so, and the report says so")
     float_layers: Optional[str] = setting(
         None, "--float-layers", result=True,
         help="beside each integer mode, the same mode with these attention layers in fp16: indices as diagnose "

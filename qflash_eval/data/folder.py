@@ -1,5 +1,6 @@
-"""A local folder of images: ImageNet val layout (wnid sub-folders), file names that start with the wnid,
-or a labels.txt ('<file> <class index or wnid>', every file once). Needs no `datasets`."""
+"""A local folder of images: ImageNet val layout (wnid sub-folders: also ImageNet-Sketch, -R, -A), sub-folders
+named by class index 0-999 (ImageNet-V2), file names that start with the wnid, or a labels.txt ('<file> <class
+index or wnid>', every file once). Needs no `datasets`."""
 from __future__ import annotations
 
 import pathlib
@@ -10,6 +11,7 @@ from .base import DataError, Record, Selection, describe, indices
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 WNID = re.compile(r"^n\d{8}")
+CLASS_INDEX_DIR = re.compile(r"^(\d{1,3})$")
 
 
 def imagenet_wnids() -> list[str]:
@@ -34,6 +36,7 @@ class FolderSource:
             raise DataError(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         selection = Selection.of(len(items), limit, str(root))
         self.location = str(root)
+        self.all_labels = {label for _, label in items}
         self.items = [items[p] for p in selection.rows(list(range(selection.count)))]
         self.size, self.source_size, self.selection = len(self.items), len(items), selection.describe()
 
@@ -44,6 +47,10 @@ class FolderSource:
 
     def describe(self) -> str:
         return describe(self)
+
+    def labels(self) -> set:
+        """The classes of every image of the folder (not only the selected ones)."""
+        return self.all_labels
 
 
 def items_from_labels_file(labels_file: pathlib.Path, class_index: dict) -> list[tuple[pathlib.Path, int]]:
@@ -74,11 +81,15 @@ def items_from_names(root: pathlib.Path, class_index: dict) -> list[tuple[pathli
     items = []
     for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         rel = file.relative_to(root)
+        if len(rel.parts) > 1 and CLASS_INDEX_DIR.match(rel.parts[0]):  # ImageNet-V2: folders 0..999
+            items.append((file, label_of(rel.parts[0], class_index, str(file))))
+            continue
         wnid_dir = rel.parts[0] if len(rel.parts) > 1 and WNID.match(rel.parts[0]) else None
         match = WNID.match(wnid_dir or file.name)
         if not match:
             raise DataError(
-                f"cannot tell the class of {file}: use wnid sub-folders (ImageNet val layout), "
+                f"cannot tell the class of {file}: use wnid sub-folders (ImageNet val layout), class-index sub-folders "
+                "(ImageNet-V2), "
                 "file names starting with the wnid, or a labels.txt ('<file> <label>') in the folder"
             )
         items.append((file, label_of(match.group(0), class_index, str(file))))
