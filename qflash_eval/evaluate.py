@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from .modes import REFERENCE_MODE
 from .outcome import ImageOutcome
 
 
@@ -34,8 +35,8 @@ class PerImage:
     """Per-image outcomes, one row per image this process evaluated, and what stopped or was skipped."""
 
     modes: list[str]
-    # one (index, label, top5 (B, modes, 5) predicted classes, names) per batch, appended in one step so
-    # that Ctrl-C never leaves a half-recorded batch
+    # one (index, label, top5 (B, modes, 5) predicted classes, names, (B, modes, 3) confidence, log p(label),
+    # KL from fp16) per batch, appended in one step so that Ctrl-C never leaves a half-recorded batch
     batches: list[tuple] = field(default_factory=list)
     seconds: Optional[torch.Tensor] = None  # model time per mode
     # wall time of the loop, time blocked waiting for decoded batches (the first wait, which includes
@@ -46,6 +47,7 @@ class PerImage:
     warmup_seconds: Optional[torch.Tensor] = None  # per mode: one untimed pass over the first batch
     unusable: list = field(default_factory=list)  # (index, name, reason) of items that could not be used
     stopped: Optional[str] = None  # why the loop ended before the data did, if it did
+    reference: Optional[int] = None  # position of the fp16 mode among the modes (KL is measured from it)
 
     def batch_sizes(self) -> list[int]:
         return [int(b[0].numel()) for b in self.batches]
@@ -53,12 +55,31 @@ class PerImage:
     def rows(self) -> list[ImageOutcome]:
         """One outcome per image this process evaluated, in the order evaluated."""
         out = []
-        for index, label, top5, names in self.batches:
+        for index, label, top5, names, probs in self.batches:
             hit5 = (top5 == label[:, None, None]).any(dim=2)
             for i in range(index.numel()):
+                conf, logp, kl = (probs[i, :, k].tolist() for k in range(3))
                 out.append(ImageOutcome(int(index[i]), int(label[i]), top5[i, :, 0].tolist(), hit5[i].tolist(),
-                                        top5[i].tolist(), names[i]))
+                                        top5[i].tolist(), names[i], conf, logp,
+                                        kl if self.reference is not None else None))
         return out
+
+
+def probability_stats(log_probs: list, labels: torch.Tensor, reference: Optional[int]) -> torch.Tensor:
+    """(B, modes, 3) float64 on the CPU: per image and mode the top-1 probability, log p(label) and
+    KL(reference || mode) in nats (0 without a reference). Classes outside a --valid-labels set have p = 0."""
+    stats = []
+    ref = log_probs[reference] if reference is not None else None
+    for lp in log_probs:
+        confidence = lp.max(dim=1).values.exp()
+        log_p_label = lp.gather(1, labels.to(lp.device)[:, None])[:, 0]
+        if ref is None:
+            kl = torch.zeros_like(confidence)
+        else:
+            p_ref = ref.exp()
+            kl = torch.where(p_ref > 0, p_ref * (ref - lp), torch.zeros_like(p_ref)).sum(dim=1).clamp_min(0)
+        stats.append(torch.stack([confidence, log_p_label, kl], dim=1))
+    return torch.stack(stats, dim=1).double().cpu()
 
 
 def _synchronize(device: torch.device):
@@ -106,6 +127,7 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
     warmup = device.type == "cuda" if warmup is None else warmup
     outside = None  # the classes the logits may not predict, made at the first batch (the model's width)
     result = PerImage(modes=[m.mode for m in models])
+    result.reference = result.modes.index(REFERENCE_MODE) if REFERENCE_MODE in result.modes else None
     seconds = torch.zeros(len(models), dtype=torch.float64)
     result.warmup_seconds = torch.zeros(len(models), dtype=torch.float64)
     correct = torch.zeros(len(models), dtype=torch.long)
@@ -151,7 +173,7 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                             if progress is not None:  # a new machine compiles the kernels now: say so
                                 progress.set_postfix_str(f"warm-up: {m.mode} (kernels compile on first use)")
                             result.warmup_seconds[j] = _timed(lambda: (m(images), m(images[:1])), device)
-                    top5 = []
+                    top5, log_probs = [], []
                     for j, m in enumerate(models):
                         current = m.mode
                         _synchronize(device)
@@ -163,6 +185,7 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                                 outside[0, classes] = False
                             logits = logits.masked_fill(outside, float("-inf"))
                         top5.append(logits.topk(5, dim=1).indices)
+                        log_probs.append(torch.log_softmax(logits, dim=1))
                         _synchronize(device)
                         setup = m.setup_seconds - setup_before  # a new batch shape captured: warm-up
                         seconds[j] += time.perf_counter() - start - setup
@@ -173,7 +196,8 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                     result.stopped = model_error_line(current, batch.index, err)
                     break
                 top5_t = torch.stack(top5, 1).cpu()
-                result.batches.append((batch.index, labels, top5_t, batch.names))
+                result.batches.append((batch.index, labels, top5_t, batch.names,
+                                       probability_stats(log_probs, labels, result.reference)))
                 n = labels.numel()
                 correct += (top5_t[:, :, 0] == labels[:, None]).sum(0)
                 seen += n

@@ -2,7 +2,7 @@
 resume pass around. Imports no torch."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 
 class ImageOutcome(NamedTuple):
@@ -15,6 +15,11 @@ class ImageOutcome(NamedTuple):
     hit5: list[bool]  # label among the top 5
     top5: list[list[int]]  # the top 5 classes, best first
     name: str  # file path, or "<parquet file or dataset>#<row>"
+    # per mode, from its softmax: the top-1 probability, log p(label), and KL(fp16 || mode) in nats (None where
+    # not measured: no fp16 mode in the run, or a predictions file written before these were recorded)
+    confidence: Optional[list[float]] = None
+    log_p_label: Optional[list[float]] = None
+    kl_from_fp16: Optional[list[float]] = None
 
     def correct(self, mode: int) -> bool:
         return self.top1[mode] == self.label

@@ -102,7 +102,9 @@ def tidy_rows(report: dict) -> list[dict]:
             "top5_err": _err(r.get("top5")), "count": r.get("count"), "agreement": r.get("agreement"),
             "delta_top1": r.get("delta_top1"), "delta_top1_ci95_low": ci[0], "delta_top1_ci95_high": ci[1],
             "only_mode_right": discordant.get("only_mode_right"), "only_fp16_right": discordant.get("only_fp16_right"),
-            "mcnemar_p": r.get("mcnemar_p"), "images_per_s": r.get("images_per_s"),
+            "mcnemar_p": r.get("mcnemar_p"), "ece": r.get("ece"), "nll": r.get("nll"),
+            "kl_from_fp16": r.get("kl_from_fp16"), "real_top1": r.get("real_top1"), "real_top5": r.get("real_top5"),
+            "images_per_s": r.get("images_per_s"),
             "param_count": model_info.get("param_count"), "img_size": transform.get("input_size", [None])[-1],
             "crop_pct": transform.get("crop_pct"), "interpolation": transform.get("interpolation"),
             "granularity": report.get("granularity") if r.get("attention_modules_replaced") else None,
@@ -128,6 +130,8 @@ def csv_text(rows: list[dict]) -> str:
 
 
 PREDICTION_COLUMNS = ("index", "name", "label")
+# per mode, where recorded: top-1 probability, log p(label), KL from fp16 (ImageOutcome's fields)
+PROBABILITY_COLUMNS = ("confidence", "log_p_label", "kl_from_fp16")
 
 
 def predictions_text(modes: list[str], rows: list[ImageOutcome]) -> str:
@@ -135,11 +139,12 @@ def predictions_text(modes: list[str], rows: list[ImageOutcome]) -> str:
     the top-5 classes (space-separated) and whether the label is among them."""
     buf = io.StringIO()
     w = csv.writer(buf)
+    stats = [name for name in PROBABILITY_COLUMNS if rows and all(getattr(r, name) is not None for r in rows)]
     w.writerow(list(PREDICTION_COLUMNS) + [f"top1_{m}" for m in modes] + [f"top5_{m}" for m in modes]
-               + [f"top5_hit_{m}" for m in modes])
+               + [f"top5_hit_{m}" for m in modes] + [f"{name}_{m}" for name in stats for m in modes])
     for r in sorted(rows):
         w.writerow([r.index, r.name, r.label] + list(r.top1) + [" ".join(map(str, t)) for t in r.top5]
-                   + [int(h) for h in r.hit5])
+                   + [int(h) for h in r.hit5] + [f"{x:.6g}" for name in stats for x in getattr(r, name)])
     return buf.getvalue()
 
 
@@ -151,10 +156,13 @@ def read_predictions(path: pathlib.Path, modes: list[str]) -> list[ImageOutcome]
         needed = set(PREDICTION_COLUMNS) | {f"{c}_{m}" for m in modes for c in ("top1", "top5", "top5_hit")}
         if not needed <= set(reader.fieldnames or []):
             raise ValueError(f"{path} lacks the columns {sorted(needed - set(reader.fieldnames or []))}")
+        present = [name for name in PROBABILITY_COLUMNS
+                   if all(f"{name}_{m}" in (reader.fieldnames or []) for m in modes)]
         for line in reader:
             top5 = [[int(c) for c in line[f"top5_{m}"].split()] for m in modes]
+            stats = {name: [float(line[f"{name}_{m}"]) for m in modes] for name in present}
             rows.append(ImageOutcome(int(line["index"]), int(line["label"]), [int(line[f"top1_{m}"]) for m in modes],
-                                     [bool(int(line[f"top5_hit_{m}"])) for m in modes], top5, line["name"]))
+                                     [bool(int(line[f"top5_hit_{m}"])) for m in modes], top5, line["name"], **stats))
     return rows
 
 

@@ -183,6 +183,16 @@ def paper_line(report: dict) -> str:
     return f"\nThe paper reports Top-1 FP32 {paper['fp32']:.2f} %, QFlash {paper['qflash']:.2f} %{note}.\n"
 
 
+def calibration_line(report: dict) -> str:
+    """Expected calibration error, NLL and KL from fp16 per mode, where measured."""
+    parts = [f"{mode} {r['ece']:.2f} / {r['nll']:.3f}" + (f" / {r['kl_from_fp16']:.4f}" if r.get("kl_from_fp16")
+                                                          is not None else "")
+             for mode, r in report["results"].items() if r.get("ece") is not None]
+    if not parts:
+        return ""
+    return ("\nCalibration, ECE % (15 bins) / NLL / KL(fp16 || mode) in nats: " + ", ".join(parts) + "\n")
+
+
 def real_line(report: dict) -> str:
     """ReaL Top-1 / Top-5 per mode where the ReaL labels applied."""
     real = report.get("real_labels") or {}
@@ -204,6 +214,7 @@ def markdown(report: dict) -> str:
         + (" — STOPPED EARLY, partial" if report.get("stopped") else "")
     )
     text = head + "\n\n" + markdown_table(HEADER, table_rows(report)) + "\n" + paper_line(report) + real_line(report)
+    text += calibration_line(report)
     for reason in report.get("stopped") or []:
         text += f"\nStopped: {reason}\n"
     skipped = report.get("unusable") or []

@@ -83,8 +83,30 @@ def summarize(modes: list[str], rows: list[ImageOutcome], seconds: list[float]) 
             entry["delta_top1_ci95"] = [round(100 * lo, 3), round(100 * hi, 3)]
             entry["discordant"] = {"only_mode_right": b, "only_fp16_right": c}
             entry["mcnemar_p"] = round(mcnemar_exact_p(b, c), 6)
+        entry.update(calibration(rows, j))
         results[mode] = entry
     return results
+
+
+ECE_BINS = 15
+
+
+def calibration(rows: list[ImageOutcome], j: int) -> dict:
+    """Expected calibration error (ECE_BINS equal-width bins of the top-1 probability, weighted by their
+    images), negative log-likelihood of the label, and mean KL(fp16 || mode) in nats, for mode j; None where
+    the rows do not carry them (a resumed run's older part)."""
+    if not rows or any(r.confidence is None for r in rows):
+        return {"ece": None, "nll": None, "kl_from_fp16": None}
+    bins = [[0, 0.0, 0] for _ in range(ECE_BINS)]  # images, summed confidence, correct
+    for r in rows:
+        c = r.confidence[j]
+        b = bins[min(int(c * ECE_BINS), ECE_BINS - 1)]
+        b[0], b[1], b[2] = b[0] + 1, b[1] + c, b[2] + r.correct(j)
+    n = len(rows)
+    ece = sum(abs(total_c - correct) for count, total_c, correct in bins if count) / n
+    kl = None if any(r.kl_from_fp16 is None for r in rows) else sum(r.kl_from_fp16[j] for r in rows) / n
+    return {"ece": round(100.0 * ece, 3), "nll": round(-sum(r.log_p_label[j] for r in rows) / n, 5),
+            "kl_from_fp16": round(kl, 6) if kl is not None else None}
 
 
 def _pct(k: int, n: int) -> Optional[float]:
