@@ -17,7 +17,7 @@ from .heads import attend_per_head
 from .reference import DEFAULT_OUTPUT_BITS, int8qkv_reference, ivit_reference, qflash_reference
 from .reference.ivit import check_output_bits
 from .reference.qflash import check_knobs
-from .reference.qflash_paper import paper_scales, qflash_paper_reference
+from .reference.qflash_paper import check_paper_knobs, paper_scales, qflash_paper_reference
 from .scales import AttentionScales, ScaleRule, scales_from_amax, static_amax
 from .shapes import bias_view, default_softmax_scale, needs_padding, pad_head_dims
 from .validation import SUPPORTED_HEAD_DIMS, check_attention_inputs, check_scale_arguments, check_static_scales
@@ -186,6 +186,8 @@ def qflash_paper_attention(
     mask: Optional[torch.Tensor] = None,
     backend: str = "auto",
     softmax_scale: Optional[float] = None,
+    p_bits: int = 7,
+    key_tile: int = c.PAPER_KEY_TILE,
 ) -> torch.Tensor:
     """qflash_paper: QFlash as the paper published it (linear integer exp2, 7-bit probabilities, 32-key tiles,
     scale release at shift 30, int8 output); docs/algorithm.md says where it departs from the published code.
@@ -194,19 +196,25 @@ def qflash_paper_attention(
     granularity: 'batch' is what the paper ran (one scale per tensor per call, so an image's result depends
     on its batch); 'sample' (default) one scale per image; 'head' per image and head; 'static' static_scales =
     (s_q, s_k, s_v).
+    p_bits (1-7), key_tile: the arithmetic's knobs; values other than 7 and constants.PAPER_KEY_TILE run the
+        reference (the kernel fixes them), whatever `backend` says.
     Returns (Z, H, N_q, D_v) in q's dtype; a group holding inf or NaN gives NaN outputs for that group.
     """
     check_attention_inputs(q, k, v, bias, mask, group, granularity=granularity, static_scales=static_scales)
+    check_paper_knobs(p_bits, key_tile)
+    knobs = {"p_bits": p_bits, "key_tile": key_tile}
+    if (p_bits, key_tile) != (7, c.PAPER_KEY_TILE):
+        backend = "reference"
     if needs_padding(q, v):
         return _padded(qflash_paper_attention, q, k, v, softmax_scale, granularity=granularity, group=group,
-                       static_scales=static_scales, bias=bias, mask=mask, backend=backend)
+                       static_scales=static_scales, bias=bias, mask=mask, backend=backend, **knobs)
     bias, softmax_scale = bias_view(bias, q, k), default_softmax_scale(q.shape[3], softmax_scale)
     if granularity == "head":
         return attend_per_head(qflash_paper_attention, q, k, v, bias, mask, group, backend=backend,
-                               softmax_scale=softmax_scale)
+                               softmax_scale=softmax_scale, **knobs)
     if resolve_backend(backend, q.device) == "reference":
         scales = paper_scales(q, k, v, granularity, group, static_scales, softmax_scale)
-        return qflash_paper_reference(q, k, v, scales, bias, mask)
+        return qflash_paper_reference(q, k, v, scales, bias, mask, **knobs)
     from .jit.paper_scales import paper_table_for_call
     from .jit.qflash_paper import launch_qflash_paper
 

@@ -159,6 +159,14 @@ def paper_bias_int(bias, mask, scales: PaperScales, z: int, dtype: torch.dtype, 
     return torch.where(total < PAPER_MASKED_BELOW, torch.full_like(units, PAPER_NEG_INF), units).long()
 
 
+def check_paper_knobs(p_bits: int, key_tile: int) -> None:
+    """p_bits from 1 to 7 (probabilities are int8), key_tile a positive int."""
+    if not (isinstance(p_bits, int) and 1 <= p_bits <= 7):
+        raise ValueError(f"qflash_paper p_bits must be an integer from 1 to 7, got {p_bits!r}")
+    if not (isinstance(key_tile, int) and key_tile >= 1):
+        raise ValueError(f"qflash_paper key_tile must be a positive integer, got {key_tile!r}")
+
+
 def qflash_paper_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -167,13 +175,17 @@ def qflash_paper_reference(
     bias: Optional[torch.Tensor] = None,
     mask: Optional[torch.Tensor] = None,
     return_state: bool = False,
+    p_bits: int = 7,
+    key_tile: int = PAPER_KEY_TILE,
 ):
     """QFlash as published on (Z, H, N, D) float inputs; returns (Z, H, N, D) in q's dtype.
 
     bias (H, N, N) and mask (W, N, N; z uses mask[z % W]) are added in q's dtype and converted as its code
     converts an additive attn_mask. return_state: also (acc, l) of every row, int64, for tests that need
-    the operands of the final division.
+    the operands of the final division. p_bits (1-7: its int8 probabilities hold 2**p_bits - 1 at most) and
+    key_tile are the arithmetic's knobs; 7 and PAPER_KEY_TILE are the published values.
     """
+    check_paper_knobs(p_bits, key_tile)
     z, h, n, d = q.shape
     n_k = k.shape[2]
     bias = bias_view(bias, q, k)
@@ -181,18 +193,20 @@ def qflash_paper_reference(
     qi, ki, vi = (quantize_paper(t, s).double() for t, s in ((q, scales.s_q), (k, scales.s_k), (v, scales.s_v)))
     bias_int = paper_bias_int(bias, mask, scales, z, q.dtype, q.device)
     rscale, exp_m, req_m = (t.view(col) for t in (scales.rscale, scales.exp_m, scales.req_m))
+    if p_bits != 7:  # req_M = round(sm_scale (2**p_bits - 1) 2**16), as paper_scales forms it for 127
+        req_m = torch.round(scales.sm_scale * ((1 << p_bits) - 1) * float(1 << PAPER_SHIFT)).long().view(col)
     l_m, acc_m = scales.l_m.view(col), scales.acc_m.view(col)
 
     m = torch.full((z, h, n, 1), PAPER_NEG_INF, dtype=torch.int64, device=q.device)
     l = torch.ones((z, h, n, 1), dtype=torch.int64, device=q.device)
     acc = torch.zeros((z, h, n, d), dtype=torch.int64, device=q.device)
-    for start in range(0, n_k, PAPER_KEY_TILE):
-        stop = min(start + PAPER_KEY_TILE, n_k)
+    for start in range(0, n_k, key_tile):
+        stop = min(start + key_tile, n_k)
         s = (qi @ ki[:, :, start:stop].transpose(-1, -2)).long()
         if bias_int is not None:
             s = wrap32(s + bias_int[..., start:stop])
-        if stop - start < PAPER_KEY_TILE:  # keys past N are scores of -2**20 (and, int8 V = 0, add nothing)
-            pad = torch.full(s.shape[:-1] + (PAPER_KEY_TILE - (stop - start),), PAPER_NEG_INF,
+        if stop - start < key_tile:  # keys past N are scores of -2**20 (and, int8 V = 0, add nothing)
+            pad = torch.full(s.shape[:-1] + (key_tile - (stop - start),), PAPER_NEG_INF,
                              dtype=torch.int64, device=q.device)
             s = torch.cat([s, pad], dim=-1)
         m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))

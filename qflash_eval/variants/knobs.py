@@ -11,6 +11,8 @@ import re
 KNOBS = {
     "qflash": {"p_bits": (14, "bits of the probabilities (1-14; the paper's 7)"),
                "key_tile": (64, "keys per online-softmax step")},
+    "qflash_paper": {"p_bits": (7, "bits of its int8 probabilities (1-7)"),
+                     "key_tile": (32, "keys per online-softmax step (its BLOCK_N)")},
     "ivit": {"output_bits": (16, "bits of the Shiftmax output (I-ViT's Swin: 8)")},
 }
 PAPER_SETTING = {"qflash": {"p_bits": 7}}  # the published arithmetic's value, marked on sweep charts
@@ -71,7 +73,7 @@ def knob_fields(name: str, base_mode) -> dict:
         fields = dict(base_mode.report_fields(config, device))
         fields["knobs"] = settings
         fields.update({k: v for k, v in settings.items() if k in fields})  # e.g. key_tile, output_bits
-        if base == "qflash" and changed:
+        if base in ("qflash", "qflash_paper") and changed:
             fields["backend"] = "reference (the kernel fixes p_bits and key_tile)"
         return fields
 
@@ -98,7 +100,16 @@ def _ivit(settings: dict):
     return attend
 
 
-_ATTENDS = {"qflash": _qflash, "ivit": _ivit}
+def _qflash_paper(settings: dict):
+    def attend(q, k, v, config, **common):
+        import qflash_kernels as qk
+
+        return qk.qflash_paper_attention(q, k, v, backend=config.backend, **settings, **common)
+
+    return attend
+
+
+_ATTENDS = {"qflash": _qflash, "qflash_paper": _qflash_paper, "ivit": _ivit}
 
 
 def _check(base: str, settings: dict) -> None:
@@ -107,6 +118,10 @@ def _check(base: str, settings: dict) -> None:
         from qflash_kernels.reference.qflash import check_knobs
 
         check_knobs(**settings)
+    elif base == "qflash_paper":
+        from qflash_kernels.reference.qflash_paper import check_paper_knobs
+
+        check_paper_knobs(**settings)
     else:
         from qflash_kernels.reference.ivit import check_output_bits
 
