@@ -36,7 +36,7 @@ STAGES = gl.constexpr(3)  # K/V tile buffers: the tile being read, the next one 
 
 @gluon.jit
 def _exp2_split(d, exp_mul, neg_mul_top):
-    # jit/qflash._exp2_split: whole = (d * exp_mul) >> 26; u = ~(fraction at the top of a word)
+    # jit/qflash_arith.exp2_split: whole = (d * exp_mul) >> 26; u = ~(fraction at the top of a word)
     whole = (d * exp_mul) >> EXP_SHIFT
     u = d.to(gl.uint32, bitcast=True) * neg_mul_top + 0xFFFFFFFF
     inner = EXP_POLY_A + gl.umulhi(u, EXP_POLY_B)
@@ -52,7 +52,7 @@ def _rescale(x, alpha):
 
 @gluon.jit
 def _reciprocal(l):
-    # jit/qflash._reciprocal: floor((2**40 + floor(l / 2)) / max(l, 1)), a float64 quotient corrected by one
+    # jit/qflash_arith.reciprocal: floor((2**40 + floor(l / 2)) / max(l, 1)), a float64 quotient corrected by one
     den = gl.maximum(l, 1).to(gl.int64)
     num = RECIP_ONE + (l >> 1).to(gl.int64)
     q = (num.to(gl.float64) / den.to(gl.float64)).to(gl.int64)

@@ -3,7 +3,8 @@
 A program takes BLOCK_M query rows of one (z, h), or a head's last rows in a TAIL_M-row block. Q is
 quantized to int8 as it is loaded; each key tile of KEY_TILE keys is quantized on load (or comes in
 int8 from jit/quantize.py), scored with an int8 dot (int32), turned into 14-bit probabilities by the
-integer exp2, and accumulated by the integer online softmax. Plain pointer arithmetic and masks only:
+integer exp2 (the per-element arithmetic: jit/qflash_arith.py), and accumulated by the integer online
+softmax. Plain pointer arithmetic and masks only:
 the same source runs on triton 3.6+ and in the interpreter (TRITON_INTERPRET=1, read at import).
 """
 from __future__ import annotations
@@ -16,56 +17,18 @@ import triton.language as tl
 from .. import constants as c
 from .helpers import (
     ROW_EXP_DLIM, ROW_EXP_MUL, ROW_INV_C, ROW_INV_K, ROW_INV_Q, ROW_INV_V, ROW_OUT_SCALE, float_row, int_row,
-    key_of_position, load_bias_mask, load_rows, quantize, round_clamped, store_rows, to_operand_order,
+    key_of_position, load_bias_mask, load_rows, quantize, round_clamped, store_rows,
 )
+from .qflash_arith import exp2_split, probabilities_doubled, probability_halves, reciprocal, rescale
 
 KEY_TILE = c.KEY_TILE
-EXP_POLY_A = tl.constexpr(c.EXP_POLY_A)
-EXP_POLY_B = tl.constexpr(c.EXP_POLY_B)
 EXP_ONE = tl.constexpr(1 << c.EXP_ONE_BITS)
-EXP_ONE_BITS = tl.constexpr(c.EXP_ONE_BITS)
-FRAC_BASE = tl.constexpr(1 << c.P_BITS)
 FRAC_TOP_SHIFT = tl.constexpr(c.FRAC_TOP_SHIFT)
-EXP_SHIFT = tl.constexpr(c.EXP_SHIFT)
 BIAS_INT_LIMIT = tl.constexpr(c.BIAS_INT_LIMIT)
 NEG_BIAS_INT_LIMIT = tl.constexpr(-c.BIAS_INT_LIMIT)
-RECIP_ONE = tl.constexpr(1 << c.RECIP_BITS)
 NORM_SHIFT = tl.constexpr(c.RECIP_BITS - c.OUT_FRAC_BITS)
 NORM_HALF = tl.constexpr(1 << (c.RECIP_BITS - c.OUT_FRAC_BITS - 1))
 NEG_SCORE = tl.constexpr(c.NEG_SCORE)
-# inline PTX on the GPU; the interpreter (TRITON_INTERPRET=1, read at import as triton reads it) runs plain ops
-BYTE_PERMUTES = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")
-
-
-@triton.jit
-def _exp2_split(d, mul_top, neg_mul_top):
-    # reference.qflash.exp2_split on 32-bit words. With mul_top = exp_mul * 2**6 (< 2**32) and
-    # y = d * exp_mul < 21 * 2**26: whole = y >> 26 is the high word of d * mul_top, and the low word is y's
-    # fraction at the top of a word, so u = ~that is one IMAD. Four multiplies on the FMA pipe, one per
-    # step, leave the integer ALU pipe, the bottleneck, to max, shift and packing.
-    du = d.to(tl.uint32, bitcast=True)
-    whole = tl.umulhi(du, mul_top).to(tl.int32, bitcast=True)
-    u = du * neg_mul_top + 0xFFFFFFFF
-    inner = EXP_POLY_A + tl.umulhi(u, EXP_POLY_B)
-    frac = FRAC_BASE + tl.umulhi(u, inner)
-    return frac.to(tl.int32, bitcast=True), whole
-
-
-@triton.jit
-def _rescale(x, alpha):
-    # floor(x * alpha / 2**15): one 32 x 32 -> 64-bit product and one funnel shift; fits in x's type
-    return ((x.to(tl.int64) * alpha) >> EXP_ONE_BITS).to(x.dtype)
-
-
-@triton.jit
-def _reciprocal(l):
-    # floor((2**40 + floor(l / 2)) / max(l, 1)) as int64 without a 64-bit integer division (a 72-instruction
-    # call): the float64 quotient of the exact operands is off by at most one, and a remainder test fixes it
-    den = tl.maximum(l, 1).to(tl.int64)
-    num = RECIP_ONE + (l >> 1).to(tl.int64)
-    q = (num.to(tl.float64) / den.to(tl.float64)).to(tl.int64)
-    r = num - q * den
-    return q - (r < 0).to(tl.int64) + (r >= den).to(tl.int64)
 
 
 @triton.jit
@@ -83,37 +46,6 @@ def _add_bias_mask(s, bias_head, mask_window, offs_m, keys, N, N_K, stride_bn, s
 
 
 @triton.jit
-def _probabilities_doubled(d, mul_top, neg_mul_top, exp_dlim):
-    """x1 = (2**-d at scale 2**15) + 1 for d = max - s >= 0: the probability rounded half up once
-    (reference.probabilities) is x1 >> 1, and x1 < 2**15 holds its two 7-bit halves at bits 1-7 and 8-14."""
-    frac, whole = _exp2_split(tl.minimum(d, exp_dlim), mul_top, neg_mul_top)
-    return (frac >> whole) + 1
-
-
-@triton.jit
-def _probability_halves(x1, ROWS: tl.constexpr, KEYS: tl.constexpr):
-    """The 7-bit halves of p = x1 >> 1 as int8 P.V operands: hi = x1 >> 8 (x1's second byte), lo =
-    (x1 >> 1) & 127. On the GPU four elements at a time by byte permutes: hi's bytes gathered as they are,
-    lo's first bytes gathered, then shifted and masked once for all four."""
-    if BYTE_PERMUTES:
-        p_hi, p_lo = tl.inline_asm_elementwise(
-            asm="""{
-            .reg .b32 pair01, pair23, low;
-            prmt.b32 pair01, $2, $3, 0x5140;
-            prmt.b32 pair23, $4, $5, 0x5140;
-            prmt.b32 $0, pair01, pair23, 0x7632;
-            prmt.b32 low, pair01, pair23, 0x5410;
-            shr.b32 low, low, 1;
-            and.b32 $1, low, 0x7F7F7F7F;
-            }""",
-            constraints="=r,=r,r,r,r,r", args=[x1], dtype=(tl.int8, tl.int8), is_pure=True, pack=4)
-    else:
-        p_hi = (x1 >> 8).to(tl.int8)
-        p_lo = ((x1 >> 1) & 127).to(tl.int8)
-    return to_operand_order(p_hi, ROWS, KEYS), to_operand_order(p_lo, ROWS, KEYS)
-
-
-@triton.jit
 def _accumulate_pv(acc, p_hi, p_lo, v, WIDE_ACC: tl.constexpr):
     """acc + p . V for p = 128 hi + lo, as two exact int8 dots (V's rows in operand order). An int32 acc takes
     128 * (hi . V) in one multiply-add per element and lo . V inside the second dot."""
@@ -128,7 +60,7 @@ def _accumulate_pv(acc, p_hi, p_lo, v, WIDE_ACC: tl.constexpr):
 @triton.jit
 def _store_normalized(o_head, acc, l_i, offs_m, offs_d, out_scale, N, stride_on, stride_od, HEAD_DIM: tl.constexpr):
     """acc / l with 8 fractional bits through one reciprocal per row, times s_v / 2**8, into the output."""
-    o = (acc.to(tl.int64) * _reciprocal(l_i)[:, None] + NORM_HALF) >> NORM_SHIFT
+    o = (acc.to(tl.int64) * reciprocal(l_i)[:, None] + NORM_HALF) >> NORM_SHIFT
     out = o.to(tl.int32).to(tl.float32) * out_scale  # |o| <= 128 * 2**8: the low word, one 32-bit convert
     store_rows(o_head, out, offs_m, offs_d, N, stride_on, stride_od, HEAD_DIM)
 
@@ -168,13 +100,13 @@ def _online_softmax_step(
 
     # -- 14-bit probabilities relative to the running max; rescale from the second tile on --
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
-    x1 = _probabilities_doubled(m_new[:, None] - s, mul_top, neg_mul_top, exp_dlim)
+    x1 = probabilities_doubled(m_new[:, None] - s, mul_top, neg_mul_top, exp_dlim)
     if start > 0:  # l and acc are still 0 in the first tile (Swin has only one)
         d_max = tl.minimum(m_new - m_i, exp_dlim)
-        frac_a, whole_a = _exp2_split(d_max, mul_top, neg_mul_top)
+        frac_a, whole_a = exp2_split(d_max, mul_top, neg_mul_top)
         alpha = tl.where(d_max == 0, EXP_ONE, (frac_a + ((1 << whole_a) >> 1)) >> whole_a)
-        l_i = _rescale(l_i, alpha)
-        acc = _rescale(acc, alpha[:, None])
+        l_i = rescale(l_i, alpha)
+        acc = rescale(acc, alpha[:, None])
 
     # -- P.V and the row sum --
     offs_n = tl.arange(0, KEYS)
@@ -183,7 +115,7 @@ def _online_softmax_step(
     v_ptrs = v_head + v_rows[:, None] * stride_vn + offs_d[None, :] * stride_vd
     v = quantize(tl.load(v_ptrs, mask=(v_rows < N_V)[:, None] & (offs_d < HEAD_DIM)[None, :], other=0), inv_v,
                  SCALES_FROM_X)
-    p_hi, p_lo = _probability_halves(x1, ROWS, KEYS)
+    p_hi, p_lo = probability_halves(x1, ROWS, KEYS)
     acc = _accumulate_pv(acc, p_hi, p_lo, v, WIDE_ACC)
     l_i += tl.sum(x1 >> 1, axis=1)
     return acc, l_i, m_new

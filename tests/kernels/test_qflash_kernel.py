@@ -6,7 +6,7 @@ import triton.language as tl
 
 from helpers import random_qkv, swin_bias_and_mask
 from qflash_kernels import compute_scales, qflash_attention, qflash_attention_int8, qflash_reference
-from qflash_kernels.jit import qflash as qflash_triton
+from qflash_kernels.jit import qflash_arith
 from qflash_kernels.scales import quantize_int8
 
 pytestmark = pytest.mark.slow
@@ -233,7 +233,7 @@ def test_kernel_quantizing_on_load_equals_prequantized_inputs(rng, device):
 @triton.jit
 def _reciprocal_kernel(L, OUT, COUNT: tl.constexpr):
     offs = tl.arange(0, COUNT)
-    tl.store(OUT + offs, qflash_triton._reciprocal(tl.load(L + offs)))
+    tl.store(OUT + offs, qflash_arith.reciprocal(tl.load(L + offs)))
 
 
 def test_row_reciprocal_is_the_exact_integer_quotient(rng, device):
