@@ -3,7 +3,8 @@
 python -m benchmarks.budget [--workloads A1 A3 A4] [--batch 256] [--old PKG] [--out DIR]   (GPU, with ncu)
 python -m benchmarks.budget --sass-only [--workloads ...]                                   (CPU or GPU)
 
-Useful score elements are Z x H x N x N_k (a query row against a key). For each kernel at each workload,
+Useful score elements are Z x H x N x N_k (a query row against a key). For each kernel at each workload
+(qflash: its one or two launches; qflash_paper and ivit: every launch of their ops, summed),
 Nsight Compute counts the warp instructions executed, split by pipe (integer ALU, FMA / IMAD, uniform,
 load-store, tensor, conversions on XU), with registers, achieved occupancy and issue-slot use; the kernel's
 SASS gives the instructions of its key-tile loop by kind. The share of computed score elements that are
@@ -136,8 +137,9 @@ def variants(name: str, batch: int, old: str | None):
         out = torch.empty(z, n, h, d, dtype=q.dtype, device="cuda").transpose(1, 2)
         calls[label] = ("qflash", pkg, lambda a=(q8, k8, v8, out, scales), r=v_rows, f=launch.launch_qflash:
                         f(*a, v_operand_order=True, v_rows=r))
-    calls["qflash_paper"] = ("qflash_paper", None, _paper_kernel_call(q, k, v))
-    calls["ivit"] = ("ivit", None, lambda: qk.ivit_attention(q, k, v))
+    # the ops, every launch of each summed: qflash_paper's K/V pass, constants and kernel; ivit's two kernels
+    calls["qflash_paper_op"] = ("qflash_paper", None, lambda: qk.qflash_paper_attention(q, k, v, granularity="batch"))
+    calls["ivit_op"] = ("ivit", None, lambda: qk.ivit_attention(q, k, v))
     for backend in ("cudnn", "flash", "efficient"):
         fn = sdpa_fn(q, k, v, backend)
         try:
@@ -146,13 +148,6 @@ def variants(name: str, batch: int, old: str | None):
             continue
         calls[f"sdpa_{backend}"] = ("sdpa", None, fn)
     return calls, (z, h, n, n)
-
-
-def _paper_kernel_call(q, k, v):
-    """qflash_paper's attention kernel alone, on the int8 K/V its pass writes (as the op runs it)."""
-    import qflash_kernels as qk
-
-    return lambda: qk.qflash_paper_attention(q, k, v, granularity="batch")
 
 
 # ---------------------------------------------------------------- child: run each variant once under ncu
@@ -317,7 +312,7 @@ def budget_rows(name: str, batch: int, old: str | None, counters: dict, sass: di
     for label, entry in counters.items():
         m = entry["metrics"]
         executed = m.get("smsp__inst_executed.sum")
-        family = {"qflash": "qflash", "qflash_old": "qflash", "qflash_paper": "qflash_paper"}.get(label)
+        family = {"qflash": "qflash", "qflash_old": "qflash", "qflash_paper_op": "qflash_paper"}.get(label)
         computed = computed_scores(family, n, n, old if label == "qflash_old" else None) if family else None
         per32 = lambda x: round(x / (useful / 32), 2) if x is not None else None  # noqa: E731
         row = {"workload": name, "batch": batch, "kernel": label, "per_32_useful": per32(executed),

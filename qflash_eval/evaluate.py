@@ -70,13 +70,13 @@ def probability_stats(log_probs: list, labels: torch.Tensor, reference: Optional
     KL(reference || mode) in nats (0 without a reference). Classes outside a --valid-labels set have p = 0."""
     stats = []
     ref = log_probs[reference] if reference is not None else None
+    p_ref = ref.exp() if ref is not None else None
     for lp in log_probs:
         confidence = lp.max(dim=1).values.exp()
         log_p_label = lp.gather(1, labels.to(lp.device)[:, None])[:, 0]
         if ref is None:
             kl = torch.zeros_like(confidence)
         else:
-            p_ref = ref.exp()
             kl = torch.where(p_ref > 0, p_ref * (ref - lp), torch.zeros_like(p_ref)).sum(dim=1).clamp_min(0)
         stats.append(torch.stack([confidence, log_p_label, kl], dim=1))
     return torch.stack(stats, dim=1).double().cpu()

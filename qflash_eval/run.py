@@ -100,7 +100,7 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     device = accelerator.device
     if config.cuda_graphs is None:  # on by default where they can run: the same predictions, less host time
         config = dataclasses.replace(config, cuda_graphs=device.type == "cuda")
-    modes, float_layers = resolve_auto_float_layers(modes, config, loaded.model)
+    modes, float_layers = resolve_auto_float_layers(modes, config, loaded.model, device)
     if float_layers:
         lap("float_layers_s")
     mode_models = build_mode_models(loaded.model, modes, config, device)

@@ -19,7 +19,7 @@ def rank_layers(base_model, mode: str, images: torch.Tensor, dtype, device, back
     return sorted(means, key=lambda item: item[1])
 
 
-def resolve_auto_float_layers(modes: list[str], config, base_model) -> tuple[list[str], dict]:
+def resolve_auto_float_layers(modes: list[str], config, base_model, device) -> tuple[list[str], dict]:
     """Modes with `+fp16[auto:K]` replaced by the K worst layers of their integer mode; (modes, what was
     chosen and on which images, for the report). Calibration images are never evaluated."""
     from ..modes import parse_modes
@@ -32,7 +32,6 @@ def resolve_auto_float_layers(modes: list[str], config, base_model) -> tuple[lis
         return modes, {}
     images, positions = calibration_images(config.data, config.split, config.num_samples, config.calibration_images,
                                            eval_transform(eval_data_config(base_model)))
-    device = torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
     chosen, resolved = {}, []
     for name in modes:
         if name not in auto:

@@ -67,7 +67,7 @@ def knob_fields(name: str, base_mode) -> dict:
     settings = {k: knobs.get(k, default) for k, (default, _) in KNOBS[base].items()}
     changed = {k: v for k, v in settings.items() if v != KNOBS[base][k][0]}
     _check(base, settings)
-    attend = _ATTENDS[base](settings)
+    attend = _attend_with(base, settings)
 
     def report_fields(config, device):
         fields = dict(base_mode.report_fields(config, device))
@@ -82,34 +82,17 @@ def knob_fields(name: str, base_mode) -> dict:
             "paper_column": base_mode.paper_column}
 
 
-def _qflash(settings: dict):
+# each mode's public entry in qflash_kernels, which takes the knobs as keywords
+_ENTRIES = {"qflash": "qflash_attention", "qflash_paper": "qflash_paper_attention", "ivit": "ivit_attention"}
+
+
+def _attend_with(base: str, settings: dict):
     def attend(q, k, v, config, **common):
         import qflash_kernels as qk
 
-        return qk.qflash_attention(q, k, v, backend=config.backend, **settings, **common)
+        return getattr(qk, _ENTRIES[base])(q, k, v, backend=config.backend, **settings, **common)
 
     return attend
-
-
-def _ivit(settings: dict):
-    def attend(q, k, v, config, **common):
-        import qflash_kernels as qk
-
-        return qk.ivit_attention(q, k, v, backend=config.backend, **settings, **common)
-
-    return attend
-
-
-def _qflash_paper(settings: dict):
-    def attend(q, k, v, config, **common):
-        import qflash_kernels as qk
-
-        return qk.qflash_paper_attention(q, k, v, backend=config.backend, **settings, **common)
-
-    return attend
-
-
-_ATTENDS = {"qflash": _qflash, "qflash_paper": _qflash_paper, "ivit": _ivit}
 
 
 def _check(base: str, settings: dict) -> None:

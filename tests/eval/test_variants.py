@@ -114,6 +114,11 @@ def test_the_check_itself():
     inf_in = q.clone()
     inf_in[0, 0, 0, 0] = float("inf")
     assert attend(inf_in, q, inf_in, None).shape == q.shape  # non-finite inputs may give non-finite outputs
+    from qflash_eval.variants.check import check_output
+
+    check_output("v", q * float("nan"), q, q, finite=False)  # past CUDA's first calls: shape and dtype only
+    with pytest.raises(VariantError, match="expected torch.float32 of shape"):
+        check_output("v", q[..., :1], q, q, finite=False)
 
 
 def test_specs_that_cannot_load_are_named(tmp_path, variants_file):
