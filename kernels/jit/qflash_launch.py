@@ -127,21 +127,20 @@ def launch_qflash(q, k, v, out, scales, bias=None, mask=None, v_operand_order=Fa
     constants = dict(HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=KEY_TILE, HAS_BIAS=bias is not None,
                      HAS_MASK=mask is not None, WIDE_ACC=wide_acc, SCALES_FROM_X=scales_from_inputs,
                      V_OPERAND_ORDER=v_operand_order, HALF_LAST_TILE=half_last_tile(n_k))
-    if not uses_fixed_config(d, wide_acc) or not TAIL_LAUNCH:  # the tail rows ride in the main launch
-        kernel, options = qflash_fwd_kernel, {}
-        if uses_fixed_config(d, wide_acc):
-            kernel, options = qflash_fwd_kernel.fn, fixed_config(n_k, bias is not None or mask is not None, d).all_kwargs()
-        kernel[lambda meta: (z * h, triton.cdiv(n, meta["BLOCK_M"]))](*args, 0, TAIL_M=tail, **constants, **options)
+    if not uses_fixed_config(d, wide_acc):  # autotuned: the tail rows ride in the main launch
+        qflash_fwd_kernel[lambda meta: (z * h, triton.cdiv(n, meta["BLOCK_M"]))](*args, 0, TAIL_M=tail, **constants)
         return out
-    config = fixed_config(n_k, bias is not None or mask is not None, d)
-    block_m = config.kwargs["BLOCK_M"]
-    full_blocks = n // block_m if tail else triton.cdiv(n, block_m)
+    config = fixed_config(n_k, bias is not None or mask is not None, d).all_kwargs()
     launch = qflash_fwd_kernel.fn  # straight to the jit function: no autotuner on the host path
+    if not (tail and TAIL_LAUNCH):
+        launch[(z * h, triton.cdiv(n, config["BLOCK_M"]))](*args, 0, TAIL_M=tail, **constants, **config)
+        return out
+    full_blocks = n // config["BLOCK_M"]
     if full_blocks:
-        launch[(z * h, full_blocks)](*args, 0, TAIL_M=0, **constants, **config.all_kwargs())
-    if tail:  # a head's last rows: one warp per 16 rows, so that no row reduction crosses warps
-        tail_config = {**config.all_kwargs(), "BLOCK_M": tail, "num_warps": tail // 16}
-        launch[(z * h, 1)](*args, full_blocks * block_m, TAIL_M=0, **constants, **tail_config)
+        launch[(z * h, full_blocks)](*args, 0, TAIL_M=0, **constants, **config)
+    # a head's last rows: one warp per 16 rows, so that no row reduction crosses warps
+    launch[(z * h, 1)](*args, full_blocks * config["BLOCK_M"], TAIL_M=0, **constants,
+                       **{**config, "BLOCK_M": tail, "num_warps": tail // 16})
     return out
 
 
