@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 
 
 def command_parser(kind: str, description: str, data_help: str, mode_help: str,
@@ -23,3 +24,20 @@ def command_parser(kind: str, description: str, data_help: str, mode_help: str,
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def command_device(choice: str):
+    """--device auto | cpu | cuda as a torch.device (auto: CUDA where there is one)."""
+    import torch
+
+    return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def checked_results(results: str, overwrite: bool) -> "pathlib.Path":
+    """--results NAME.json, checked as an evaluation checks it, before anything is loaded."""
+    from .outputs import check_writable, result_paths
+
+    paths = result_paths(results)
+    check_writable(paths, overwrite)
+    return paths.json
+

@@ -7,6 +7,7 @@ import pathlib
 import sys
 from typing import Optional
 
+from ..command_args import command_device
 from ..modes import REFERENCE_MODE, parse_modes
 
 DEFAULT_IMAGES = 64
@@ -76,8 +77,7 @@ def run(args, modes: list[str], path: pathlib.Path, argv: list[str]) -> int:
     from .measure import Diagnosis
     from .write import write
 
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = command_device(args.device)
     source = open_source(args.data, args.split, args.num_samples)
     loaded = create_model(args.model, args.weights, args.weights_dir)
     diagnosis = Diagnosis(loaded.model, modes, args.granularity, getattr(torch, args.dtype), device,

@@ -5,10 +5,9 @@ evaluation images (never the calibration ones) in one pass, and write a table an
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
-from ..command_args import command_parser
+from ..command_args import checked_results, command_device, command_parser
 
 DEFAULT_TARGET = 99.5
 
@@ -54,13 +53,12 @@ def run(args) -> int:
     mode = names[0]
     if args.calibration_images < 1:
         raise ValueError(f"--calibration-images must be at least 1, got {args.calibration_images}")
-    results = pathlib.Path(args.results or _default_results(args.model))
+    results = checked_results(args.results or _default_results(args.model), args.overwrite)
     num_samples = args.num_samples
     if num_samples is None:
         size = open_source(args.data, "validation", None).size
         num_samples = max(1, (size or 2) // 2)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = command_device(args.device)
     dtype = getattr(torch, args.dtype)
     loaded = create_model(args.model, args.weights)
     images, positions = calibration_images(args.data, "validation", num_samples, args.calibration_images,
@@ -90,8 +88,9 @@ def search(base_model, mode: str, ranking, images, dtype, device, args) -> list[
     the target holds (or --max-float-layers is reached, or every layer is in fp16)."""
     from ..variants import float_layers_name
 
-    target = args.target_agreement if args.max_float_layers is None else None
-    target = DEFAULT_TARGET if target is None and args.max_float_layers is None else target
+    target = None  # --max-float-layers: every step up to it
+    if args.max_float_layers is None:
+        target = DEFAULT_TARGET if args.target_agreement is None else args.target_agreement
     limit = len(ranking) if args.max_float_layers is None else min(args.max_float_layers, len(ranking))
     reference = _predictions(base_model, "fp16", images, dtype, device, args)
     steps = []

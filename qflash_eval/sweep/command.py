@@ -4,10 +4,9 @@ SQNR on the first layers' own q/k/v for each setting, and a table and chart agai
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
-from ..command_args import command_parser
+from ..command_args import checked_results, command_device, command_parser
 
 FIRST_LAYERS = 2  # the SQNR column: mean over the heads of these first attention layers
 SQNR_IMAGES = 8
@@ -32,7 +31,7 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"--mode {args.mode!r} sweeps nothing: give one knob as a range, as qflash(p_bits=4..14)")
         base, first = parse_knobs(points[0])
         knob = next(k for k in first if parse_knobs(points[1])[1].get(k) != first[k])
-        results = pathlib.Path(args.results or _default_results(args.model))
+        results = checked_results(args.results or _default_results(args.model), args.overwrite)
     except ValueError as err:
         print(f"eval.py sweep: error: {err}", file=sys.stderr)
         return 2
@@ -70,8 +69,7 @@ def first_layers_sqnr(args, settings: list[str]) -> dict:
     from ..models import create_model
     from ..transforms import eval_data_config, eval_transform
 
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = command_device(args.device)
     loaded = create_model(args.model, args.weights)
     source = open_source(args.data, "validation", SQNR_IMAGES)
     loader = make_loader(source, eval_transform(eval_data_config(loaded.model)), SQNR_IMAGES, 0)

@@ -116,3 +116,19 @@ def test_auto_and_the_fallback_command_on_real_images(tmp_path, clean_modes):
     assert [len(r["float_layers"]) for r in table["rows"]] == [0, 1]
     assert table["rows"][1]["float_layers"] == [table["ranking_sqnr_db"][0][0]]
     assert all(r["count"] == 4 for r in table["rows"]) and (tmp_path / "f.fallback.png").exists()
+
+
+def test_fallback_and_sweep_refuse_existing_results_before_loading(tmp_path, capsys, monkeypatch):
+    import qflash_eval.models
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the model was loaded before the results path was checked")
+
+    monkeypatch.setattr(qflash_eval.models, "create_model", no_model)
+    taken = tmp_path / "r.json"
+    taken.write_text("{}")
+    common = ["-m", "DeiT-T", "--data", str(SAMPLE_IMAGES), "--results", str(taken)]
+    assert main(["fallback", "--mode", "qflash"] + common) == 2
+    assert main(["sweep", "--mode", "qflash(p_bits=5..6)"] + common) == 2
+    assert capsys.readouterr().err.count("--overwrite") == 2
+
