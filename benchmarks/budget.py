@@ -13,8 +13,9 @@ last tile; the paper's kernel: 32 x 32 tiles). `--old PKG` profiles an earlier k
 as PKG, beside the current one. cuDNN's fp16 kernel (the fastest SDPA backend that takes the shape) is
 profiled the same way. Writes budget.json and budget.md under --out.
 
-The SASS part (benchmarks/sass_loop.py) compiles for sm90 without a GPU too (`--sass-only`): the launcher runs with its kernel
-launch intercepted, and the captured arguments are compiled with Triton's own specialization rules.
+The SASS part (benchmarks/sass_loop.py) compiles for sm90 without a GPU too (`--sass-only`): the launcher
+runs with its kernel launch intercepted, and the captured arguments are compiled with Triton's own
+specialization rules.
 """
 from __future__ import annotations
 
