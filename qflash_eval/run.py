@@ -19,8 +19,8 @@ from .data import DataError, make_loader, open_source
 from .evaluate import ModeModel, evaluate
 from .fallback import resolve_auto_float_layers
 from .gather import check_complete, gather_outcome, leave_together
-from .labels import check_real_labels_apply, valid_labels_for
 from .graphs import GraphedForward
+from .labels import check_label_space, check_real_labels_apply, load_class_map, valid_labels_for
 from .models import RANDOM_WEIGHTS, LoadedModel, check_model_name, check_weights_file, create_model
 from .modes import MODES, AttentionConfig, parse_modes, with_float_layers
 from .prepared import PreparedRun
@@ -86,9 +86,12 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
     accelerator = Accelerator(cpu=config.device == "cpu")
     workers = config.workers if config.workers is not None else default_workers(accelerator.num_processes)
     lap("devices_s")
-    source = open_source(config.data, config.split, config.num_samples)
+    class_map = load_class_map(config.class_map) if config.class_map else None
+    source = open_source(config.data, config.split, config.num_samples, class_map)
     check_real_labels_apply(config.real_labels, source)
     valid_labels = valid_labels_for(config.valid_labels, source)
+    check_label_space(loaded.timm_name if loaded else check_model_name(config.model)[0], source,
+                      _classes_of(loaded), class_mapped=class_map is not None)
     prior = load_prior(pathlib.Path(config.resume), modes, source) if config.resume else None
     lap("data_source_s")
     if loaded is None:
@@ -113,6 +116,10 @@ def prepare(config: RunConfig, modes: list[str], paths, loaded: Optional[LoadedM
         run.calibration = calibrate(run)
         lap("calibration_s")
     return run
+
+
+def _classes_of(loaded: Optional[LoadedModel]) -> Optional[int]:
+    return getattr(loaded.model, "num_classes", None) if loaded is not None else None
 
 
 def build_mode_models(base_model, modes: list[str], config: RunConfig, device) -> list[ModeModel]:

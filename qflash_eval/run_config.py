@@ -82,6 +82,10 @@ class RunConfig:
         help="score in a subset of the 1000 classes, as timm does for ImageNet-R and -A: the logits restricted to "
         "those classes (FILE: class indices, one a line); unset, a folder whose classes are exactly ImageNet-R's or "
         "-A's 200 is scored so, and the report says so")
+    class_map: Optional[str] = setting(
+        None, "--class-map", result=True, metavar="FILE",
+        help="a folder's class names (its sub-folders, or labels.txt's labels) to the model's class indices, as timm "
+        "reads it: a name a line (index = line number) or '<name> <index>'")
     float_layers: Optional[str] = setting(
         None, "--float-layers", result=True,
         help="beside each integer mode, the same mode with these attention layers in fp16: indices as diagnose "

@@ -27,11 +27,11 @@ class FolderSource:
     kind = "folder"
     split = None
 
-    def __init__(self, root: pathlib.Path, limit: Optional[int] = None):
-        class_index = {w: i for i, w in enumerate(imagenet_wnids())}
+    def __init__(self, root: pathlib.Path, limit: Optional[int] = None, class_map: Optional[dict] = None):
+        class_index = class_map or {w: i for i, w in enumerate(imagenet_wnids())}
         labels_file = root / "labels.txt"
-        items = (items_from_labels_file(labels_file, class_index) if labels_file.is_file()
-                 else items_from_names(root, class_index))
+        items = (items_from_labels_file(labels_file, class_index, mapped=class_map is not None) if labels_file.is_file()
+                 else items_from_names(root, class_index, mapped=class_map is not None))
         if not items:
             raise DataError(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         selection = Selection.of(len(items), limit, str(root))
@@ -53,7 +53,8 @@ class FolderSource:
         return self.all_labels
 
 
-def items_from_labels_file(labels_file: pathlib.Path, class_index: dict) -> list[tuple[pathlib.Path, int]]:
+def items_from_labels_file(labels_file: pathlib.Path, class_index: dict,
+                           mapped: bool = False) -> list[tuple[pathlib.Path, int]]:
     """'<file name> <class index or wnid>' per line; every file must exist, once."""
     root = labels_file.parent
     items, first_line, missing = [], {}, []
@@ -70,17 +71,23 @@ def items_from_labels_file(labels_file: pathlib.Path, class_index: dict) -> list
         file = root / name
         if not file.is_file():
             missing.append(f"{name} (line {line_no})")
-        items.append((file, label_of(label, class_index, where)))
+        items.append((file, label_of(label, class_index, where, mapped)))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DataError(f"{labels_file} lists {len(missing)} file(s) that do not exist in {root}: {shown}")
     return items
 
 
-def items_from_names(root: pathlib.Path, class_index: dict) -> list[tuple[pathlib.Path, int]]:
+def items_from_names(root: pathlib.Path, class_index: dict, mapped: bool = False) -> list[tuple[pathlib.Path, int]]:
     items = []
     for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         rel = file.relative_to(root)
+        if mapped:  # --class-map: the sub-folder's name is the class
+            if len(rel.parts) < 2 or rel.parts[0] not in class_index:
+                raise DataError(f"{file}: --class-map maps no class {rel.parts[0] if len(rel.parts) > 1 else '(none)'!r}"
+                                " (it maps the names of the folder's sub-folders)")
+            items.append((file, class_index[rel.parts[0]]))
+            continue
         if len(rel.parts) > 1 and CLASS_INDEX_DIR.match(rel.parts[0]):  # ImageNet-V2: folders 0..999
             items.append((file, label_of(rel.parts[0], class_index, str(file))))
             continue
@@ -96,9 +103,11 @@ def items_from_names(root: pathlib.Path, class_index: dict) -> list[tuple[pathli
     return items
 
 
-def label_of(token: str, class_index: dict, where: str) -> int:
+def label_of(token: str, class_index: dict, where: str, mapped: bool = False) -> int:
     if token in class_index:
         return class_index[token]
+    if mapped:  # a --class-map: its names alone
+        raise DataError(f"{where}: --class-map maps no class {token!r}")
     if token.isdigit() and 0 <= int(token) < 1000:
         return int(token)
     raise DataError(f"{where}: {token!r} is neither an ImageNet-1k wnid nor a class index 0-999")

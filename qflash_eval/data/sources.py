@@ -17,9 +17,13 @@ HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 PREFIXES = ("hub", "parquet", "folder")
 
 
-def open_source(data: str, split: str = "validation", limit: Optional[int] = None) -> ImageSource:
-    """The source --data names; `limit`: evaluate that many images, evenly spaced over it."""
+def open_source(data: str, split: str = "validation", limit: Optional[int] = None,
+                class_map: Optional[dict] = None) -> ImageSource:
+    """The source --data names; `limit`: evaluate that many images, evenly spaced over it; `class_map`
+    (--class-map, folders only): the folder's class names to the model's class indices."""
     check_num_samples(limit, None, data)
+    if class_map is not None:
+        return _folder(data.removeprefix("folder:"), limit, class_map)
     kind, _, rest = data.partition(":")
     if kind in PREFIXES and rest:
         return {"hub": lambda: _hub(rest, split, limit), "parquet": lambda: _parquet(rest, limit, True),
@@ -61,8 +65,10 @@ def _hub(dataset_id: str, split: str, limit: Optional[int]) -> HubSource:
     return HubSource(dataset_id, split, limit)
 
 
-def _folder(location: str, limit: Optional[int]) -> FolderSource:
+def _folder(location: str, limit: Optional[int], class_map: Optional[dict] = None) -> FolderSource:
     path = pathlib.Path(location).expanduser()
     if not path.is_dir():
-        raise DataError(f"folder:{location}: no such folder")
-    return FolderSource(path, limit)
+        raise DataError(f"folder:{location}: no such folder" + (
+            " (--class-map applies to folders of images; parquet and hub sets carry class indices)"
+            if class_map is not None else ""))
+    return FolderSource(path, limit, class_map)

@@ -55,3 +55,68 @@ def test_valid_labels_flag_and_labels_outside_it(tmp_path, weights, r_folder, ca
     assert "labels outside its 150 classes" in capsys.readouterr().err
     assert main(base(weights, r_folder, tmp_path / "y.json", "--valid-labels", "nonsense")) == 2
     assert "neither imagenet-r, imagenet-a nor a file" in capsys.readouterr().err
+
+
+def test_class_map_names_sub_folders_as_timm_reads_it(tmp_path):
+    from qflash_eval.labels import load_class_map
+
+    for name in ("cat", "dog"):
+        _image(tmp_path / "data" / name / "x.jpeg", 3)
+    by_line = tmp_path / "lines.txt"
+    by_line.write_text("bird\ncat\ndog\n")  # index = line number
+    assert load_class_map(str(by_line)) == {"bird": 0, "cat": 1, "dog": 2}
+    explicit = tmp_path / "explicit.txt"
+    explicit.write_text("cat 281\ndog 207\n")
+    source = FolderSource(tmp_path / "data", class_map=load_class_map(str(explicit)))
+    assert sorted(label for _, label in source.items) == [207, 281]
+    explicit.write_text("cat 281\ncat 7\n")
+    with pytest.raises(ValueError, match="'cat' is mapped twice"):
+        load_class_map(str(explicit))
+    from qflash_eval.data import DataError
+
+    with pytest.raises(DataError, match="maps no class 'dog'"):
+        FolderSource(tmp_path / "data", class_map={"cat": 1})
+
+
+def test_class_map_runs_end_to_end(tmp_path, weights):
+    for i, name in enumerate(("cat", "dog")):
+        _image(tmp_path / "data" / name / f"{i}.jpeg", 40 * i)
+    class_map = tmp_path / "map.txt"
+    class_map.write_text("cat 281\ndog 207\n")
+    out = tmp_path / "m.json"
+    assert main(base(weights, tmp_path / "data", out, "--class-map", str(class_map))) == 0
+    rows = list(csv.DictReader(open(tmp_path / "m.predictions.csv")))
+    assert sorted(int(r["label"]) for r in rows) == [207, 281]
+
+
+class _Labelled:
+    def __init__(self, labels):
+        self._labels = labels
+
+    def labels(self):
+        return self._labels
+
+    def describe(self):
+        return "folder /data"
+
+
+def test_data_outside_the_models_label_space_stops_before_loading(tmp_path, capsys, monkeypatch):
+    from qflash_eval.labels import check_label_space
+
+    check_label_space("deit_tiny_patch16_224", _Labelled({0, 999}))  # fits
+    with pytest.raises(ValueError, match=r"folder /data is labelled in ImageNet-1k's 1000 classes, but model "
+                                         r"vit_base_patch16_224.augreg_in21k predicts 21843"):
+        check_label_space("vit_base_patch16_224.augreg_in21k", _Labelled({0, 5}))
+    check_label_space("vit_base_patch16_224.augreg_in21k", _Labelled({0, 20000}), class_mapped=True)
+    with pytest.raises(ValueError, match="labels up to 1200, but model deit_tiny_patch16_224 predicts 1000"):
+        check_label_space("deit_tiny_patch16_224", _Labelled({1200}), class_mapped=True)
+    with pytest.raises(ValueError, match="no classifier head"):
+        check_label_space("eva02_tiny_patch14_224.mim_in22k", _Labelled({1}))
+    # through the command line: the refusal comes before any model is built
+    import qflash_eval.run as run
+
+    monkeypatch.setattr(run, "create_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    _image(tmp_path / "data" / WNIDS[3] / "a.jpeg", 1)
+    code = main(["--model", "vit_base_patch16_224.augreg_in21k", "--weights", "random", "--data", str(tmp_path / "data"),
+                 "--mode", "fp32", "--results", str(tmp_path / "o.json"), "--no-progress", "-j", "0"])
+    assert code == 2 and "predicts 21843" in capsys.readouterr().err
