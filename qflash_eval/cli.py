@@ -159,10 +159,13 @@ def compare_main(argv: list[str]) -> int:
     p.add_argument("--out", help="also write the Markdown table here")
     p.add_argument("--csv", help="also write the tidy CSV of every run here (one row per run and mode)")
     p.add_argument("--chart", help="also draw Top-1 and agreement of every run into this PNG")
+    p.add_argument("--set", action="append", default=[], metavar="RUN=SET",
+                   help="the evaluation set a run scored (clean, V2, Sketch, R, A), where its data does not say")
+    p.add_argument("--robustness-chart", help="also draw the change from fp16 per evaluation set into this PNG")
     args = p.parse_args(argv)
     try:
-        table, warnings, named = compare(args.results)
-        for target in (args.out, args.csv, args.chart):
+        table, warnings, named = compare(args.results, _run_sets(args.set))
+        for target in (args.out, args.csv, args.chart, args.robustness_chart):
             if target and not pathlib.Path(target).expanduser().parent.is_dir():
                 raise ValueError(f"cannot write {target}: folder {pathlib.Path(target).parent} does not exist")
     except ValueError as err:
@@ -181,4 +184,21 @@ def compare_main(argv: list[str]) -> int:
         from .charts import accuracy_chart
 
         atomic_write(pathlib.Path(args.chart), accuracy_chart([r for _, r in named], [n for n, _ in named]))
+    if args.robustness_chart:
+        from .robustness import robustness_chart, robustness_rows
+
+        png = robustness_chart(robustness_rows(named, _run_sets(args.set))[0])
+        if png is not None:
+            atomic_write(pathlib.Path(args.robustness_chart), png)
     return 0
+
+
+def _run_sets(pairs: list[str]) -> dict:
+    """--set RUN=SET pairs as {run: set}; RUN is a results file's name without .json."""
+    sets = {}
+    for pair in pairs:
+        run, _, name = pair.partition("=")
+        if not run or not name:
+            raise ValueError(f"--set {pair!r}: expected RUN=SET, for example sketch_run=Sketch")
+        sets[pathlib.Path(run).stem if run.endswith(".json") else run] = name
+    return sets

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Optional
 
 from .report import IMAGENET_VAL_IMAGES, format_cell, markdown_table, paper_cell
 
@@ -29,8 +30,8 @@ def read_report(path) -> dict:
     return report
 
 
-def differences(named: list[tuple[str, dict]]) -> list[str]:
-    """Warning lines: runs that differ in model, image set, granularity or completeness."""
+def differences(named: list[tuple[str, dict]], skip: tuple = ()) -> list[str]:
+    """Warning lines: runs that differ in model, image set, granularity or completeness (less those in skip)."""
     if len(named) < 2:
         return []
     checks = {
@@ -42,6 +43,8 @@ def differences(named: list[tuple[str, dict]]) -> list[str]:
     }
     lines = []
     for what, key in checks.items():
+        if what in skip:
+            continue
         values = {}
         for name, r in named:
             values.setdefault(str(key(r)), []).append(name)
@@ -73,7 +76,19 @@ def compare_reports(named: list[tuple[str, dict]]) -> str:
     return text
 
 
-def compare(paths: list[str]) -> tuple[str, list[str], list[tuple[str, dict]]]:
-    """(the Markdown table, warning lines, the reports by run name) of several saved result files."""
+def compare(paths: list[str], sets: Optional[dict] = None) -> tuple[str, list[str], list[tuple[str, dict]]]:
+    """(the Markdown table, warning lines, the reports by run name) of several saved result files; where they
+    span several evaluation sets (or the clean run has ReaL), the robustness table follows (sets: {run: set},
+    overriding the guess from each run's data)."""
+    from .robustness import robustness_rows, robustness_table
+
     named = [(pathlib.Path(p).stem, read_report(p)) for p in paths]
-    return compare_reports(named), differences(named), named
+    unknown = sorted(set(sets or {}) - {name for name, _ in named})
+    if unknown:
+        raise ValueError(f"--set names run(s) {', '.join(unknown)}, not among {', '.join(n for n, _ in named)}")
+    cells, set_warnings = robustness_rows(named, sets)
+    several_sets = len({s for s in cells if s != "ReaL"}) > 1  # their images differ by design
+    text, warnings = compare_reports(named), differences(named, skip=("image set",) if several_sets else ())
+    if len(cells) > 1:
+        text += "\n\nTop-1 % by evaluation set (change from fp16 on the same images):\n\n" + robustness_table(cells)
+    return text, warnings + set_warnings, named

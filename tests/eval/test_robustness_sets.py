@@ -120,3 +120,38 @@ def test_data_outside_the_models_label_space_stops_before_loading(tmp_path, caps
     code = main(["--model", "vit_base_patch16_224.augreg_in21k", "--weights", "random", "--data", str(tmp_path / "data"),
                  "--mode", "fp32", "--results", str(tmp_path / "o.json"), "--no-progress", "-j", "0"])
     assert code == 2 and "predicts 21843" in capsys.readouterr().err
+
+
+def _saved_run(path, source, results, valid=None, real=False):
+    report = {"model": "deit_tiny", "timm_name": "deit_tiny_patch16_224", "granularity": "sample",
+              "data": {"source": source, "count": 50}, "valid_labels": {"name": valid} if valid else None,
+              "real_labels": {"applied": real},
+              "results": {mode: {"top1": t, "count": 50, "correct_top1": round(t / 2), **(
+                  {"real_top1": t + 5} if real else {})} for mode, t in results.items()}}
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_compare_lines_up_the_sets_a_column_each(tmp_path, capsys):
+    from qflash_eval.robustness import set_of
+
+    runs = [_saved_run(tmp_path / "clean.json", "folder /data/val", {"fp16": 80.0, "qflash": 79.0}, real=True),
+            _saved_run(tmp_path / "v2.json", "folder /data/imagenetv2-matched-frequency", {"fp16": 70.0, "qflash": 66.0}),
+            _saved_run(tmp_path / "r.json", "folder /data/renditions", {"fp16": 40.0, "qflash": 42.0},
+                       valid="imagenet-r"),
+            _saved_run(tmp_path / "mine.json", "folder /data/drawings", {"fp16": 30.0, "qflash": 28.0})]
+    assert [set_of(json.loads(p.read_text())) for p in runs] == ["clean", "V2", "R", "clean"]
+    chart = tmp_path / "sets.png"
+    assert main(["compare", *map(str, runs), "--set", "mine=Sketch", "--robustness-chart", str(chart)]) == 0
+    captured = capsys.readouterr()
+    table = captured.out.split("Top-1 % by evaluation set")[1]
+    assert "| mode | clean | ReaL | V2 | Sketch | R |" in table
+    # hand-computed: each cell Top-1 (change from fp16 on that set); ReaL from the clean run's ReaL Top-1
+    assert "| fp16 | 80.00 | 85.00 | 70.00 | 30.00 | 40.00 |" in table
+    assert "| qflash | 79.00 (-1.00) | 84.00 (-1.00) | 66.00 (-4.00) | 28.00 (-2.00) | 42.00 (+2.00) |" in table
+    assert "differ in image set" not in captured.err  # different sets are the point here
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    assert main(["compare", *map(str, runs), "--set", "nosuchrun=V2"]) == 2
+    assert "--set names run(s) nosuchrun" in capsys.readouterr().err
+    assert main(["compare", str(runs[0]), str(runs[3])]) == 0  # two runs of the clean set: the later one shown
+    assert "runs clean and mine both scored clean" in capsys.readouterr().err
