@@ -147,9 +147,10 @@ def compile_counts() -> dict:
     return counts
 
 
-def bench_models(models: list[str], batch: int, meter: Optional[EnergyMeter] = None) -> list[dict]:
-    """Images/s of each model in each mode: eager (host launches every kernel) and CUDA-graph replay, and with
-    `meter` the energy per image of the replay."""
+def bench_models(models: list[str], batch: int, meter: Optional[EnergyMeter] = None,
+                 modes: Optional[list[str]] = None) -> list[dict]:
+    """Images/s of each model in each mode (all but fp32 unless `modes` names some; fp16 always, first): eager
+    (host launches every kernel) and CUDA-graph replay, and with `meter` the energy per image of the replay."""
     import copy
 
     import timm
@@ -163,7 +164,8 @@ def bench_models(models: list[str], batch: int, meter: Optional[EnergyMeter] = N
     for alias in models:
         base = timm.create_model(resolve_model_name(alias)[0], pretrained=False).eval()
         fp16_ms, fp16_energy = {}, None
-        for mode in [m for m in ALL_MODES + PEER_MODES if m != "fp32"]:  # fp16 first: the others are relative to it
+        chosen = [m for m in ALL_MODES + PEER_MODES if m != "fp32" and (modes is None or m in modes or m == "fp16")]
+        for mode in chosen:  # fp16 first: the others are relative to it
             model = copy.deepcopy(base)
             swap_attention(model, AttentionConfig(mode))
             model = model.cuda().half()
@@ -271,6 +273,7 @@ def main(argv=None) -> None:
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
     p.add_argument("--models", default="deit_tiny,deit_small,vit_base,swin_tiny")
     p.add_argument("--model-batch", type=int, default=256)
+    p.add_argument("--model-modes", default=None, help="comma list of the modes the models run (default: all)")
     p.add_argument("--energy-batches", type=int, nargs="*", default=[256],
                    help="batches at which every graph-replayable variant's energy is measured (>= 1 s each)")
     p.add_argument("--no-peers", action="store_true", help="leave out SageAttention and the paper's code")
@@ -291,7 +294,8 @@ def main(argv=None) -> None:
                   flush=True)
     compiles = compile_counts()
     print("compiled kernel variants:", compiles, flush=True)
-    models = bench_models([m for m in args.models.split(",") if m], args.model_batch, meter) if args.models else []
+    models = bench_models([m for m in args.models.split(",") if m], args.model_batch, meter,
+                          args.model_modes.split(",") if args.model_modes else None) if args.models else []
     result = {"provenance": provenance(torch.cuda.get_device_name(), 1), "copy_gbs": copy_gbs, "compiles": compiles,
               "energy": "NVML total energy over >= 1 s of graph replays" if meter.available else meter.reason,
               "kernels": rows, "models": models}

@@ -4,11 +4,10 @@ python -m benchmarks.prepass [--workloads A1 A2 A3] [--batch 256] [--old PKG] [-
 
 Q/K/V are timm's views of one (Z, N, 3, H, D) float16 qkv buffer, as the op receives them. For each workload
 it prints CUDA-graph medians (same process) of: the fastest SDPA (for scale), the whole op, the int8 kernel
-alone, the amax of Q/K/V alone (one read: the read floor as this GPU reaches it), and the one-pass amax +
-int8 kernel with its items shared by 3 * Z programs (today's launch) or by k programs per SM (fewer images
-read at once, so more of the second read comes from L2), with 8 or 16 warps. Every variant must give the same
-bits as the first. The floor: bytes the pass must move (Q, K, V read once, int8 K and V written) over the
-device's copy bandwidth measured in the same process.
+alone, the op with K/V quantized as the kernel loads them (no int8 pass), the scales alone, the amax of Q/K/V
+alone (one read: the read floor as this GPU reaches it), and the one-pass amax + int8 kernel (also that of
+--old, which must give the same bits). The floor: bytes the pass must move (Q, K, V read once, int8 K and V
+written) over the device's copy bandwidth measured in the same process.
 """
 from __future__ import annotations
 
@@ -32,17 +31,27 @@ def timm_qkv(z: int, h: int, n: int, d: int):
 def pass_variants(q, k, v, old_pkg=None) -> dict:
     from qflash_kernels.jit.quantize import scales_and_int8_qkv
 
-    sms = torch.cuda.get_device_properties(q.device).multi_processor_count
-    variants = {"one pass, 3Z programs, 8 warps": lambda: scales_and_int8_qkv(q, k, v, quantize_q=False)}
-    for per_sm in (1, 2, 4):
-        for warps in (8, 16):
-            variants[f"one pass, {per_sm} per SM, {warps} warps"] = (
-                lambda p=per_sm * sms, w=warps: scales_and_int8_qkv(q, k, v, quantize_q=False, programs=p,
-                                                                     num_warps=w))
+    variants = {"one pass (amax + int8 K/V)": lambda: scales_and_int8_qkv(q, k, v, quantize_q=False)}
     if old_pkg is not None:
         old = importlib.import_module(old_pkg + ".jit.quantize")
-        variants[f"one pass, {old_pkg} (grid Z x 3)"] = lambda: old.scales_and_int8_qkv(q, k, v, quantize_q=False)
+        variants[f"one pass, {old_pkg}"] = lambda: old.scales_and_int8_qkv(q, k, v, quantize_q=False)
     return variants
+
+
+def op_quantizing_on_load(q, k, v):
+    """The op with no int8 pass: scales (amax + constants), then the kernel quantizes K and V tiles as it
+    loads them (every query block again), as it does for N <= PREQUANTIZE_ABOVE_N."""
+    import qflash_kernels as qk
+    import qflash_kernels.jit.qflash_launch as launcher
+
+    def run():
+        kept = launcher.PREQUANTIZE_ABOVE_N
+        launcher.PREQUANTIZE_ABOVE_N = 1 << 30
+        try:
+            return qk.qflash_attention(q, k, v)
+        finally:
+            launcher.PREQUANTIZE_ABOVE_N = kept
+    return run
 
 
 def same_bits(a, b) -> bool:
@@ -69,11 +78,16 @@ def bench(name: str, batch: int, old_pkg, bandwidth: float) -> list[dict]:
             {"workload": name, "batch": batch, "what": "int8 kernel", "ms": graph_median_ms(
                 lambda: launch_qflash(q_f, k8, v8, out, scales, v_operand_order=True, v_rows=v_rows,
                                       scales_from_inputs=True))},
+            {"workload": name, "batch": batch, "what": "qflash op, K/V quantized on load (no int8 pass)",
+             "ms": graph_median_ms(op_quantizing_on_load(q, k, v))},
+            {"workload": name, "batch": batch, "what": "scales alone (amax + constants)",
+             "ms": graph_median_ms(lambda: qk.compute_scales(q, k, v))},
             {"workload": name, "batch": batch, "what": "amax of Q, K, V (one read)",
              "ms": graph_median_ms(lambda: amax_per_z(q, k, v))},
             {"workload": name, "batch": batch, "what": "memory floor of the pass", "ms": floor_bytes / bandwidth / 1e6}]
+    rows[2]["identical"] = torch.equal(qk.qflash_attention(q, k, v), op_quantizing_on_load(q, k, v)())
     for row in rows:
-        print(f"| {name} | {batch} | {row['what']} | {row['ms']:.4f} | |", flush=True)
+        print(f"| {name} | {batch} | {row['what']} | {row['ms']:.4f} | {row.get('identical', '')} |", flush=True)
     variants = pass_variants(q, k, v, old_pkg)
     first = None
     for what, fn in variants.items():
@@ -95,7 +109,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     bandwidth = copy_bandwidth_gbs()
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, copy bandwidth {bandwidth:.0f} GB/s")
-    print("| workload | batch | what | graph median ms | same bits as the first pass |\n|---|---|---|---|---|")
+    print("| workload | batch | what | graph median ms | same bits as the op / the first pass |\n|---|---|---|---|---|")
     rows = [row for name in args.workloads for row in bench(name, args.batch, args.old, bandwidth)]
     if args.out:
         folder = pathlib.Path(args.out)

@@ -9,8 +9,6 @@ query block only, so the op leaves it in float (quantize_q=False) and the kernel
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import triton
 import triton.language as tl
@@ -71,23 +69,21 @@ def _amax_quantize_qkv_kernel(Q, K, V, QK_OUT, VT_OUT, AMAX, Z, H, N, N_PAD,
                               sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd,
                               HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                               FIRST: tl.constexpr):
-    # items (image z, tensor) = (item // 3, item % 3), every num_programs-th from this program's id on: max|x|
-    # over all heads, then every head from tensor FIRST on to int8
-    for item in range(tl.program_id(0), Z * 3, tl.num_programs(0)):
-        z = item // 3
-        which = item % 3
-        base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
-        base += z * sz
-        best = abs_max_init(Q, BLOCK_N, BLOCK_D)
-        for h in range(H):
-            best = abs_max_update(best, base + h * sh, sn, sd, N, HEAD_DIM, BLOCK_N, BLOCK_D)
-        amax = tl.max(tl.max(best, axis=1), axis=0).to(tl.float32)
-        tl.store(AMAX + which * Z + z, amax.to(tl.int32, bitcast=True))
-        inv_scale = inverse_scale(amax)
-        for i in range(H if which >= FIRST else 0):
-            h = H - 1 - i  # the heads read last first: they are the likeliest to be still in L2
-            _quantize_head(which, z * H + h, base + h * sh, sn, sd, QK_OUT, VT_OUT, Z * H, N, N_PAD, inv_scale,
-                           HEAD_DIM, BLOCK_N, BLOCK_D, FIRST)
+    # one program per (image z, tensor): max|x| over all heads, then every head from tensor FIRST on to int8
+    z = tl.program_id(0)
+    which = tl.program_id(1)
+    base, sz, sh, sn, sd = tensor_of(which, Q, K, V, sqz, sqh, sqn, sqd, skz, skh, skn, skd, svz, svh, svn, svd)
+    base += z * sz
+    best = abs_max_init(Q, BLOCK_N, BLOCK_D)
+    for h in range(H):
+        best = abs_max_update(best, base + h * sh, sn, sd, N, HEAD_DIM, BLOCK_N, BLOCK_D)
+    amax = tl.max(tl.max(best, axis=1), axis=0).to(tl.float32)
+    tl.store(AMAX + which * Z + z, amax.to(tl.int32, bitcast=True))
+    inv_scale = inverse_scale(amax)
+    for i in range(H if which >= FIRST else 0):
+        h = H - 1 - i  # the heads read last first: they are the likeliest to be still in L2
+        _quantize_head(which, z * H + h, base + h * sh, sn, sd, QK_OUT, VT_OUT, Z * H, N, N_PAD, inv_scale,
+                       HEAD_DIM, BLOCK_N, BLOCK_D, FIRST)
 
 
 V_ROW_MULTIPLE = 16  # keys of the transposed V are padded to this (whole 16-byte vectors)
@@ -143,37 +139,22 @@ def quantize_qkv(q, k, v, scales, quantize_q: bool = True) -> tuple[torch.Tensor
     return _int8_views(q, qk, vt, n, n_pad)
 
 
-# rows per step and warps of the one-pass kernel's programs: the best of the shapes measured in
-# docs/performance.md ("qflash op paths"). ONE_PASS_PROGRAMS_PER_SM: None launches a program per image and
-# tensor; a number k launches k programs per SM that take the (image, tensor) items in turn, so that fewer
-# images are read at once and more of the second read comes from L2.
+# rows per step and warps of the one-pass kernel's programs (one per image and tensor): the best of the
+# shapes measured in docs/performance.md ("qflash op paths")
 ONE_PASS_ROWS = 64
 ONE_PASS_WARPS = 8
-ONE_PASS_PROGRAMS_PER_SM = None
 
 
-def scales_and_int8_qkv(q, k, v, quantize_q: bool = True, programs: Optional[int] = None,
-                        num_warps: int = ONE_PASS_WARPS) -> tuple[AttentionScales, tuple]:
+def scales_and_int8_qkv(q, k, v, quantize_q: bool = True) -> tuple[AttentionScales, tuple]:
     """Per-image ('sample', one z per image) scales and quantize_qkv's int8 tensors, in two launches
-    (amax and int8 in one, the constants in the other) instead of three.
-
-    programs: how many programs share the 3 * Z (image, tensor) items (None: ONE_PASS_PROGRAMS_PER_SM's rule;
-    the result does not depend on it)."""
+    (amax and int8 in one, the constants in the other) instead of three."""
     z, h, n, d = q.shape
     qk, vt, n_pad = _int8_buffers(q, quantize_q)
     amax = torch.empty((3, z), dtype=torch.int32, device=q.device)
-    grid = min(3 * z, programs or _default_programs(q))
-    _amax_quantize_qkv_kernel[(grid,)](
+    _amax_quantize_qkv_kernel[(z, 3)](
         q, k, v, qk, vt, amax, z, h, n, n_pad, *q.stride(), *k.stride(), *v.stride(),
         HEAD_DIM=d, BLOCK_N=max(16, min(ONE_PASS_ROWS, triton.next_power_of_2(n))),
-        BLOCK_D=triton.next_power_of_2(d), FIRST=0 if quantize_q else 1, num_warps=num_warps,
+        BLOCK_D=triton.next_power_of_2(d), FIRST=0 if quantize_q else 1, num_warps=ONE_PASS_WARPS,
     )
     scales = scales_from_amax_bits(amax.view(torch.float32), z, d, 1, "sample")
     return scales, _int8_views(q, qk, vt, n, n_pad)
-
-
-def _default_programs(q) -> int:
-    z = q.shape[0]
-    if ONE_PASS_PROGRAMS_PER_SM is None or not q.is_cuda:
-        return 3 * z
-    return ONE_PASS_PROGRAMS_PER_SM * torch.cuda.get_device_properties(q.device).multi_processor_count
