@@ -76,6 +76,8 @@ def qflash_attention(
     softmax_scale: Optional[float] = None,
     p_bits: int = c.P_BITS,
     key_tile: int = c.KEY_TILE,
+    exp_degree: int = c.EXP_POLY_DEGREE,
+    score_clamp: int = c.EXP_SATURATE,
 ) -> torch.Tensor:
     """qflash: int8 Q/K/V, quadratic integer exp2, 14-bit probabilities, integer online softmax.
 
@@ -90,17 +92,18 @@ def qflash_attention(
         'batch' (one scale per tensor per call) or 'static' (static_scales = (s_q, s_k, s_v), floats or (Z,)).
     backend: 'triton' (one kernel, CUDA or the interpreter), 'reference' (bit-identical PyTorch), 'auto'.
     scales: precomputed AttentionScales (then granularity and static_scales are not read).
-    p_bits (1-14), key_tile: the arithmetic's knobs; values other than constants.P_BITS / KEY_TILE run the
-        reference (the kernel fixes them), whatever `backend` says.
+    p_bits (1-14), key_tile, exp_degree (1-3), score_clamp (1-21 doublings): the arithmetic's knobs
+        (reference.qflash); values other than their defaults run the reference (the kernel fixes them),
+        whatever `backend` says.
     Returns (Z, H, N_q, D_v) in q's dtype: a view of (Z, N, H, D) storage on the Triton path, so that
     timm's `out.transpose(1, 2).reshape(Z, N, H * D)` is free. Non-finite input: in 'sample' / 'batch' a
     group holding inf or NaN gives NaN outputs for that group; in 'static' NaN quantizes to 0, inf saturates.
     """
     check_attention_inputs(q, k, v, bias, mask, group, granularity=None if scales is not None else granularity,
                            static_scales=static_scales)
-    check_knobs(p_bits, key_tile)
-    knobs = {"p_bits": p_bits, "key_tile": key_tile}
-    if (p_bits, key_tile) != (c.P_BITS, c.KEY_TILE):
+    check_knobs(p_bits, key_tile, exp_degree, score_clamp)
+    knobs = {"p_bits": p_bits, "key_tile": key_tile, "exp_degree": exp_degree, "score_clamp": score_clamp}
+    if (p_bits, key_tile, exp_degree, score_clamp) != (c.P_BITS, c.KEY_TILE, c.EXP_POLY_DEGREE, c.EXP_SATURATE):
         backend = "reference"
     if needs_padding(q, v):
         return _padded(qflash_attention, q, k, v, softmax_scale, granularity=granularity, group=group,

@@ -36,8 +36,11 @@ P_MAX = (1 << P_BITS) - 1
 RECIP_BITS = 40  # per-row reciprocal of l at scale 2**40
 # 2**-t for t in [0, 1) through s = 1 - t: 2**(s - 1) ~ (1 + s (A + s B) / 2**14) / 2, fitted for minimal
 # relative error (0.21 %), exact at s = 0; A + B < 2**14 - 1 keeps p within 14 bits without a clamp.
-EXP_POLY_A = 10909
-EXP_POLY_B = 5409
+# The kernels run degree 2; the reference also takes degree 1 (3.8 %) and 3 (0.009 %), fitted the same way
+# (the `exp_degree` knob). Coefficients from s's lowest power up, evaluated by Horner's rule.
+EXP_POLY = {1: (15131,), 2: (10909, 5409), 3: (11389, 3731, 1261)}
+EXP_POLY_DEGREE = 2
+EXP_POLY_A, EXP_POLY_B = EXP_POLY[EXP_POLY_DEGREE]
 FRAC_TOP_SHIFT = 32 - EXP_SHIFT  # y << 6 puts the 26 fraction bits of y at the top of a 32-bit word
 NEG_SCORE = -((1 << 31) - (1 << 25) - 1)  # initial running max, and masked keys: p = 0 exactly
 MAX_SEQUENCE = 65536  # keeps the integer row sum l below 2**31

@@ -23,8 +23,8 @@ from typing import Optional
 import torch
 
 from ..constants import (
-    EXP_ONE_BITS, EXP_POLY_A, EXP_POLY_B, EXP_SHIFT, FRAC_TOP_SHIFT, KEY_TILE, NEG_SCORE, OUT_FRAC_BITS, P_BITS,
-    RECIP_BITS,
+    EXP_ONE_BITS, EXP_POLY, EXP_POLY_DEGREE, EXP_SATURATE, EXP_SHIFT, FRAC_TOP_SHIFT, KEY_TILE, NEG_SCORE,
+    OUT_FRAC_BITS, P_BITS, RECIP_BITS,
 )
 from ..scales import AttentionScales, bias_to_score_units, quantize_int8, window_mask_per_z
 from ..shapes import bias_view
@@ -32,34 +32,49 @@ from ..shapes import bias_view
 WORD = 1 << 32
 
 
-def exp2_split(d: torch.Tensor, exp_mul: torch.Tensor, exp_dlim: torch.Tensor):
+def exp2_split(d: torch.Tensor, exp_mul: torch.Tensor, exp_dlim: torch.Tensor, degree: int = EXP_POLY_DEGREE):
     """2**(-d * exp_mul / 2**EXP_SHIFT) = frac * 2**-15 * 2**-whole for integer d >= 0.
 
     y = min(d, exp_dlim) * exp_mul (< 21 * 2**26). whole = y >> 26 in [0, 20]. The fraction t of y is
-    taken as a 32-bit word u = 2**32 - 1 - (t << 6) ("1 - t"), and both polynomial products are the high
-    halves of 32 x 32-bit products (one IMAD.HI each on the GPU). Returns frac in [2**14, 2**15 - 2].
+    taken as a 32-bit word u = 2**32 - 1 - (t << 6) ("1 - t"), and every polynomial product is the high
+    half of a 32 x 32-bit product (one IMAD.HI each on the GPU; two at the kernels' degree 2). Returns frac
+    in [2**14, 2**15 - 2].
     """
     y = torch.minimum(d, exp_dlim) * exp_mul
     whole = y >> EXP_SHIFT
     u = (WORD - 1) - ((y << FRAC_TOP_SHIFT) & (WORD - 1))
-    inner = EXP_POLY_A + ((u * EXP_POLY_B) >> 32)
+    coefficients = EXP_POLY[degree]
+    inner = coefficients[-1]
+    for c in reversed(coefficients[:-1]):  # degree 2: A + (u B >> 32)
+        inner = c + ((u * inner) >> 32)
     frac = (1 << P_BITS) + ((u * inner) >> 32)
     return frac, whole
 
 
-def rescale_factor(d: torch.Tensor, exp_mul, exp_dlim) -> torch.Tensor:
+def rescale_factor(d: torch.Tensor, exp_mul, exp_dlim, degree: int = EXP_POLY_DEGREE) -> torch.Tensor:
     """alpha = 2**-d at scale 2**15, rounded half up; exactly 2**15 when the running max did not move."""
-    frac, whole = exp2_split(d, exp_mul, exp_dlim)
+    frac, whole = exp2_split(d, exp_mul, exp_dlim, degree)
     alpha = (frac + ((1 << whole) >> 1)) >> whole
     return torch.where(d == 0, torch.full_like(alpha, 1 << EXP_ONE_BITS), alpha)
 
 
-def probabilities(d: torch.Tensor, exp_mul, exp_dlim, p_bits: int = P_BITS) -> torch.Tensor:
+def probabilities(d: torch.Tensor, exp_mul, exp_dlim, p_bits: int = P_BITS,
+                  degree: int = EXP_POLY_DEGREE) -> torch.Tensor:
     """p = 2**-d at scale 2**p_bits, rounded half up once from frac's 15 bits: for the default 14 bits
     ((frac >> whole) + 1) >> 1 <= 2**14 - 1; fewer bits round away more of the fraction."""
-    frac, whole = exp2_split(d, exp_mul, exp_dlim)
+    frac, whole = exp2_split(d, exp_mul, exp_dlim, degree)
     drop = EXP_ONE_BITS - p_bits
     return ((frac >> whole) + (1 << (drop - 1))) >> drop
+
+
+def clamp_scores(d: torch.Tensor, exp_mul: torch.Tensor, exp_dlim: torch.Tensor, score_clamp: int) -> torch.Tensor:
+    """d (score units below the running max) clamped to score_clamp doublings, I-ViT style: keys between
+    score_clamp and EXP_SATURATE doublings below count as score_clamp below; keys EXP_SATURATE or more below
+    (masked keys among them) are left as they are, so that their p stays 0."""
+    if score_clamp == EXP_SATURATE:
+        return d
+    limit = ((score_clamp << EXP_SHIFT) - 1) // exp_mul
+    return torch.where(d >= exp_dlim, d, torch.minimum(d, limit))
 
 
 def qflash_reference(
@@ -71,15 +86,19 @@ def qflash_reference(
     mask: Optional[torch.Tensor] = None,
     p_bits: int = P_BITS,
     key_tile: int = KEY_TILE,
+    exp_degree: int = EXP_POLY_DEGREE,
+    score_clamp: int = EXP_SATURATE,
 ) -> torch.Tensor:
     """Integer attention of q (Z, H, N_q, D), k (Z, H, N_k, D), v (Z, H, N_k, D); returns (Z, H, N_q, D) in
     q's dtype (float16 for int8 input).
 
     bias: additive logit bias that broadcasts to (Z, H, N_q, N_k) (Swin's relative-position bias: (H, N, N)).
     mask: (W, N_q, N_k) additive mask; z uses mask[z % W] (Swin's shifted-window mask).
-    p_bits (1-14), key_tile: the arithmetic's knobs (constants.P_BITS, KEY_TILE: the kernel's values).
+    p_bits (1-14), key_tile, exp_degree (1-3: the exp2 polynomial), score_clamp (1-21 doublings, see
+    clamp_scores): the arithmetic's knobs; their defaults (constants.P_BITS, KEY_TILE, EXP_POLY_DEGREE,
+    EXP_SATURATE) are the kernel's arithmetic.
     """
-    check_knobs(p_bits, key_tile)
+    check_knobs(p_bits, key_tile, exp_degree, score_clamp)
     z, h, n, d = q.shape
     n_k = k.shape[2]
     bias = bias_view(bias, q, k)
@@ -101,8 +120,9 @@ def qflash_reference(
         if bias_int is not None:
             s = s + bias_int[..., start:stop]
         m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
-        p = probabilities(m_new - s, exp_mul, exp_dlim, p_bits)
-        alpha = rescale_factor(m_new - m, exp_mul, exp_dlim)
+        d_p, d_alpha = (clamp_scores(x, exp_mul, exp_dlim, score_clamp) for x in (m_new - s, m_new - m))
+        p = probabilities(d_p, exp_mul, exp_dlim, p_bits, exp_degree)
+        alpha = rescale_factor(d_alpha, exp_mul, exp_dlim, exp_degree)
         pv = (p.to(torch.float64) @ vi[:, :, start:stop]).long()
         l = ((l * alpha) >> EXP_ONE_BITS) + p.sum(dim=-1, keepdim=True)
         acc = ((acc * alpha) >> EXP_ONE_BITS) + pv
@@ -112,12 +132,19 @@ def qflash_reference(
     return (out.to(torch.float32) * scales.out_scale.view(col)).to(out_dtype)
 
 
-def check_knobs(p_bits: int, key_tile: int) -> None:
-    """p_bits from 1 to P_BITS (the exponential's fraction has P_BITS + 1 bits), key_tile a positive int."""
+def check_knobs(p_bits: int, key_tile: int, exp_degree: int = EXP_POLY_DEGREE,
+                score_clamp: int = EXP_SATURATE) -> None:
+    """p_bits from 1 to P_BITS (the exponential's fraction has P_BITS + 1 bits), key_tile a positive int,
+    exp_degree one of EXP_POLY's, score_clamp from 1 to EXP_SATURATE doublings."""
     if not (isinstance(p_bits, int) and 1 <= p_bits <= P_BITS):
         raise ValueError(f"qflash p_bits must be an integer from 1 to {P_BITS}, got {p_bits!r}")
     if not (isinstance(key_tile, int) and key_tile >= 1):
         raise ValueError(f"qflash key_tile must be a positive integer, got {key_tile!r}")
+    if exp_degree not in EXP_POLY:
+        raise ValueError(f"qflash exp_degree must be one of {', '.join(map(str, EXP_POLY))}, got {exp_degree!r}")
+    if not (isinstance(score_clamp, int) and 1 <= score_clamp <= EXP_SATURATE):
+        raise ValueError(f"qflash score_clamp must be an integer from 1 to {EXP_SATURATE} doublings, "
+                         f"got {score_clamp!r}")
 
 
 def normalize(acc: torch.Tensor, l: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,10 @@ import re
 # mode -> {knob: (default, meaning)}; the defaults are the kernels' constants (kernels/constants.py)
 KNOBS = {
     "qflash": {"p_bits": (14, "bits of the probabilities (1-14; the paper's 7)"),
-               "key_tile": (64, "keys per online-softmax step")},
+               "key_tile": (64, "keys per online-softmax step"),
+               "exp_degree": (2, "degree of the integer exp2 polynomial (1-3)"),
+               "score_clamp": (21, "doublings below the row max past which scores count as that far (1-21; "
+                                   "21: none, keys 21 or more below get 0)")},
     "qflash_paper": {"p_bits": (7, "bits of its int8 probabilities (1-7)"),
                      "key_tile": (32, "keys per online-softmax step (its BLOCK_N)")},
     "ivit": {"output_bits": (16, "bits of the Shiftmax output (I-ViT's Swin: 8)")},
@@ -74,7 +77,7 @@ def knob_fields(name: str, base_mode) -> dict:
         fields["knobs"] = settings
         fields.update({k: v for k, v in settings.items() if k in fields})  # e.g. key_tile, output_bits
         if base in ("qflash", "qflash_paper") and changed:
-            fields["backend"] = "reference (the kernel fixes p_bits and key_tile)"
+            fields["backend"] = f"reference (the kernel fixes {', '.join(KNOBS[base])})"
         return fields
 
     return {"name": name, "description": f"{base_mode.description}; knobs {settings}",

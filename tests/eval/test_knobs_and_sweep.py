@@ -18,10 +18,11 @@ def _qkv(seed, shape=(2, 3, 77, 64)):
 
 
 def test_default_knobs_are_the_modes_own_bits(clean_modes):
-    modes.parse_modes("qflash(p_bits=14, key_tile=64),ivit(output_bits=16),qflash_paper(p_bits=7, key_tile=32)")
+    full = "qflash(p_bits=14, key_tile=64, exp_degree=2, score_clamp=21)"
+    modes.parse_modes(f"{full},ivit(output_bits=16),qflash_paper(p_bits=7, key_tile=32)")
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the kernels on a GPU, the references on a CPU
     q, k, v = [t.to(device).half() for t in _qkv(1)]
-    for base, knobs in (("qflash", "qflash(p_bits=14, key_tile=64)"), ("ivit", "ivit(output_bits=16)"),
+    for base, knobs in (("qflash", full), ("ivit", "ivit(output_bits=16)"),
                         ("qflash_paper", "qflash_paper(p_bits=7, key_tile=32)")):
         cfg = AttentionConfig(base)
         assert torch.equal(modes.MODES[knobs].attend(q, k, v, cfg), modes.MODES[base].attend(q, k, v, cfg))
@@ -41,6 +42,48 @@ def test_probability_bits_trade_accuracy_monotonically(attention, bits, spread, 
     assert curve[-1] - curve[0] > spread
 
 
+def test_exp_degree_sets_the_exponentials_error():
+    from qflash_kernels.reference.qflash import exp2_split
+
+    d = torch.arange(0, 1 << 12, dtype=torch.int64)  # every fraction step of one doubling (exp_mul 2**14)
+    mul, dlim = torch.tensor(1 << 14), torch.tensor(1 << 40)
+    exact = torch.exp2(-(d * (1 << 14)).double() / 2**26)
+    errors = []
+    for degree in (1, 2, 3):
+        frac, whole = exp2_split(d, mul, dlim, degree)
+        assert (whole == 0).all() and frac.min() >= 2**14 and frac.max() <= 2**15 - 2
+        errors.append(float((frac.double() / 2**15 / exact - 1).abs().max()))
+    # the fits' relative errors (constants.EXP_POLY), plus up to three units of frac (>= 2**14) from the
+    # products' truncated high halves
+    assert errors[0] < 0.039 and errors[1] < 0.0021 + 3 * 2**-14 and errors[2] < 0.0001 + 3 * 2**-14, errors
+    assert errors[0] > 10 * errors[1] > 10 * errors[2]
+    q, k, v = _qkv(5)
+    exact_out = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    sqnr = [float(10 * torch.log10(exact_out.pow(2).sum() / (qk.qflash_attention(
+        q, k, v, exp_degree=g).double() - exact_out).pow(2).sum())) for g in (1, 2, 3)]
+    assert sqnr[0] + 3 < sqnr[1] <= sqnr[2] + 0.1, sqnr
+
+
+def test_score_clamp_counts_far_keys_as_that_far_and_keeps_masked_keys_at_zero():
+    q, k, v = _qkv(6, (1, 2, 40, 64))
+    k[..., :5, :] *= -6  # five keys far below the row max for most queries
+    default = qk.qflash_attention(q, k, v)
+    assert torch.equal(qk.qflash_attention(q, k, v, score_clamp=21), default)
+    # clamped at one doubling every key weighs at least half the top one: the output moves toward V's mean
+    mean_v = v.mean(dim=2, keepdim=True)
+    assert (qk.qflash_attention(q, k, v, score_clamp=1) - mean_v).norm() < 0.7 * (default - mean_v).norm()
+    # a key masked out (additive -inf) still weighs 0 under a clamp: the same bits as leaving it out (one key
+    # tile holds all 40 keys, and static scales keep the int8 values of the others)
+    mask = torch.zeros(1, 40, 40)
+    mask[..., 7] = float("-inf")
+    keep = [i for i in range(40) if i != 7]
+    static = {"granularity": "static", "static_scales": (0.05, 0.05, 0.03)}
+    for clamp in (2, 21):
+        masked = qk.qflash_attention(q, k, v, mask=mask, score_clamp=clamp, **static)
+        dropped = qk.qflash_attention(q, k[:, :, keep], v[:, :, keep], score_clamp=clamp, **static)
+        assert torch.equal(masked, dropped), clamp
+
+
 def test_the_papers_key_tile_default_is_its_own():
     q, k, v = _qkv(4)
     assert torch.equal(qk.qflash_paper_attention(q, k, v, key_tile=32, backend="reference"),
@@ -51,7 +94,8 @@ def test_the_papers_key_tile_default_is_its_own():
 def test_a_changed_knob_runs_the_reference_and_the_report_says_so(clean_modes):
     modes.parse_modes("qflash(p_bits=7)")
     fields = modes.MODES["qflash(p_bits=7)"].report_fields(AttentionConfig("qflash"), torch.device("cpu"))
-    assert fields["knobs"] == {"p_bits": 7, "key_tile": 64} and fields["backend"].startswith("reference")
+    assert fields["knobs"] == {"p_bits": 7, "key_tile": 64, "exp_degree": 2, "score_clamp": 21}
+    assert fields["backend"].startswith("reference")
     q, k, v = _qkv(3)
     seven = qk.qflash_attention(q, k, v, p_bits=7, backend="triton")  # the knob overrides the backend
     assert torch.equal(seven, qk.qflash_attention(q, k, v, p_bits=7, backend="reference"))
@@ -59,7 +103,9 @@ def test_a_changed_knob_runs_the_reference_and_the_report_says_so(clean_modes):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("qflash(pbits=8)", "takes the knobs p_bits, key_tile"),
+    ("qflash(pbits=8)", "takes the knobs p_bits, key_tile, exp_degree, score_clamp"),
+    ("qflash(exp_degree=4)", "exp_degree must be one of 1, 2, 3"),
+    ("qflash(score_clamp=22)", "score_clamp must be an integer from 1 to 21"),
     ("qflash(p_bits=eight)", "p_bits must be an integer"),
     ("qflash(p_bits=15)", "from 1 to 14"),
     ("qflash(key_tile=0)", "key_tile must be a positive integer"),
