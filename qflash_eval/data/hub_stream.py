@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 from ..hub import HubUnavailableError, go_offline_if_unreachable
-from .arrow import records_from_arrow
+from .arrow import label_column, records_from_arrow
 from .base import Record, Selection, check_num_samples, describe, indices
 
 
@@ -14,6 +14,8 @@ class HubSource:
     def __init__(self, dataset_id: str, split: str, limit: Optional[int] = None):
         self.location, self.split, self.limit = dataset_id, split, limit
         self.stream = open_stream(dataset_id, split)
+        features = getattr(self.stream, "features", None) or {}
+        self.column = label_column(features) or "label"  # a 'wnid' column: ImageNet-R / -A as published
         splits = getattr(self.stream.info, "splits", None) or {}
         total = splits[split].num_examples if split in splits and splits[split].num_examples else None
         check_num_samples(limit, total, f"{dataset_id} (split {split})")
@@ -26,9 +28,11 @@ class HubSource:
     def records(self, wanted: Optional[range] = None, keep: Optional[Callable[[int], bool]] = None) -> Iterator[Record]:
         if self.chosen is not None:
             ordinals = indices(wanted, self.size, keep)
-            yield from records_from_arrow(self.stream, self.location, self.chosen.rows(ordinals), ordinals, 0)
+            yield from records_from_arrow(self.stream, self.location, self.chosen.rows(ordinals), ordinals, 0,
+                                          column=self.column)
         else:  # unknown length: every row below the limit that keep() takes
-            yield from records_from_arrow(self.stream, self.location, None, None, 0, self.limit, keep)
+            yield from records_from_arrow(self.stream, self.location, None, None, 0, self.limit, keep,
+                                          column=self.column)
 
     def describe(self) -> str:
         return describe(self)

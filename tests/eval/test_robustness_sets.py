@@ -155,3 +155,32 @@ def test_compare_lines_up_the_sets_a_column_each(tmp_path, capsys):
     assert "--set names run(s) nosuchrun" in capsys.readouterr().err
     assert main(["compare", str(runs[0]), str(runs[3])]) == 0  # two runs of the clean set: the later one shown
     assert "runs clean and mine both scored clean" in capsys.readouterr().err
+
+
+def test_parquet_with_a_wnid_column_as_imagenet_r_is_published(tmp_path, weights):
+    # axiong/imagenet-r on the hub: columns image, wnid, class_name; no integer label
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from qflash_eval.data import open_source
+
+    def jpeg():
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 40), (10, 200, 30)).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    r = subset_indices("imagenet-r")
+    rows = [{"image": {"bytes": jpeg(), "path": None}, "wnid": WNIDS[label], "class_name": "x"} for label in r]
+    pq.write_table(pa.Table.from_pylist(rows[:100]), tmp_path / "test-00000-of-00002.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[100:]), tmp_path / "test-00001-of-00002.parquet")
+    source = open_source(str(tmp_path), limit=4)
+    assert source.labels() == set(r) and [rec.label for rec in source.records()] == [r[0], r[50], r[100], r[150]]
+    out = tmp_path / "pr.json"
+    assert main(base(weights, tmp_path, out, "--num-samples", "4")) == 0
+    assert json.loads(out.read_text())["valid_labels"]["name"] == "imagenet-r"  # detected from the wnids
+    rows[3]["wnid"] = "n99999999"
+    pq.write_table(pa.Table.from_pylist(rows[:100]), tmp_path / "test-00000-of-00002.parquet")
+    bad = [rec for rec in open_source(str(tmp_path)).records() if rec.error]
+    assert len(bad) == 1 and "wnid 'n99999999' is not an ImageNet-1k synset" in bad[0].error
