@@ -270,7 +270,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="results/bench")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256])
-    p.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    p.add_argument("--workloads", nargs="*", default=list(WORKLOADS), help="none: the models alone")
     p.add_argument("--models", default="deit_tiny,deit_small,vit_base,swin_tiny")
     p.add_argument("--model-batch", type=int, default=256)
     p.add_argument("--model-modes", default=None, help="comma list of the modes the models run (default: all)")
