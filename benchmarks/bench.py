@@ -292,7 +292,7 @@ def main(argv=None) -> None:
             rows += bench_workload(name, b, meter if b in args.energy_batches else None, peers=not args.no_peers)
             print(kernel_table([r for r in rows if r["workload"] == name and r["batch"] == b]).split("\n", 2)[2],
                   flush=True)
-    compiles = compile_counts()
+    compiles = compile_counts() if rows else None  # (with no workloads: the models alone)
     print("compiled kernel variants:", compiles, flush=True)
     models = bench_models([m for m in args.models.split(",") if m], args.model_batch, meter,
                           args.model_modes.split(",") if args.model_modes else None) if args.models else []
@@ -304,7 +304,8 @@ def main(argv=None) -> None:
             f"compiled variants: {compiles}; energy: {result['energy']}.\n\n"
             + kernel_table(rows) + "\n\n" + model_table(models) + "\n")
     (out / "bench.md").write_text(text)
-    chart(rows, out / "bench.png")
+    if rows:
+        chart(rows, out / "bench.png")
     print(text)
 
 
