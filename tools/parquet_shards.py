@@ -2,7 +2,8 @@
 
 python -m tools.parquet_shards SOURCE OUT_DIR --shards 3
 packs a local image folder (any layout eval.py reads) into OUT_DIR/validation-0000i-of-0000n.parquet,
-byte for byte: the JPEGs are not re-encoded, so a parquet run sees exactly the folder's pixels.
+byte for byte: the JPEGs are not re-encoded, so a parquet run sees exactly the folder's pixels. Each row keeps
+its file's name as the image's `path`, as the hub's ImageNet does (ReaL scoring reads ILSVRC2012_val_ names).
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pathlib
 from typing import Iterable, Sequence
 
 
-def write_shards(out: pathlib.Path, rows: Sequence[tuple[bytes, int]], shards: int) -> list[pathlib.Path]:
-    """Split rows (image bytes, label) in order into `shards` files of near-equal length."""
+def write_shards(out: pathlib.Path, rows: Sequence[tuple], shards: int) -> list[pathlib.Path]:
+    """Split rows (image bytes, label[, file name]) in order into `shards` files of near-equal length."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -23,20 +24,21 @@ def write_shards(out: pathlib.Path, rows: Sequence[tuple[bytes, int]], shards: i
     paths = []
     for s in range(shards):
         part = rows[s * per:(s + 1) * per]
-        table = pa.Table.from_pylist([{"image": {"bytes": data, "path": None}, "label": int(label)}
-                                      for data, label in part])
+        table = pa.Table.from_pylist([{"image": {"bytes": row[0], "path": row[2] if len(row) > 2 else None},
+                                       "label": int(row[1])} for row in part])
         path = out / f"validation-{s:05d}-of-{shards:05d}.parquet"
         pq.write_table(table, path)
         paths.append(path)
     return paths
 
 
-def folder_rows(source: str) -> Iterable[tuple[bytes, int]]:
+def folder_rows(source: str) -> Iterable[tuple[bytes, int, str]]:
     from qflash_eval.data import open_source
 
     for record in open_source(source).records():
         payload = record.payload
-        yield (payload.read_bytes() if isinstance(payload, pathlib.Path) else payload), record.label
+        yield ((payload.read_bytes() if isinstance(payload, pathlib.Path) else payload), record.label,
+               pathlib.PurePath(record.name).name)
 
 
 def main(argv=None) -> None:

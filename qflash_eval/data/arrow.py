@@ -47,9 +47,12 @@ def records_from_arrow(stream, location: str, rows: Optional[list[int]], ordinal
 
 
 def record(index: int, row_number: int, row: dict, location: str, column: str = "label") -> Record:
-    """One row as a Record; a missing or out-of-range label or a missing image becomes its error."""
-    name = f"{location}#{row_number}"
+    """One row as a Record; a missing or out-of-range label or a missing image becomes its error. The name is
+    location#row, with the image's own file name after it where the row keeps one (ILSVRC/imagenet-1k keeps
+    ILSVRC2012_val_########_<wnid>.JPEG, which ReaL scoring reads)."""
     image, label = row["image"], row[column]
+    path = image.get("path") if isinstance(image, dict) else None
+    name = f"{location}#{row_number}" + (f" ({pathlib.PurePath(path).name})" if path else "")
     if column == "wnid" and label is not None:
         label = wnid_index().get(label, label)
     payload = image.get("bytes") if isinstance(image, dict) else image

@@ -1,7 +1,7 @@
 """ReaL Top-1 / Top-5 per mode: a prediction is right when it is among the image's ReaL labels; images whose
 ReaL list is empty are left out (as the ReaL paper does). An image's entry is found by its validation index,
-read from its ILSVRC2012_val_######## file name, so any subset can be scored (timm's own ReaL scorer needs all
-50 000 images).
+read from its ILSVRC2012_val_######## file name (a folder's file, or the name a parquet or hub row keeps with its
+image, as ILSVRC/imagenet-1k does), so any subset can be scored (timm's own ReaL scorer needs all 50 000 images).
 
 --real-labels auto (default): scored wherever every evaluated image is so named, and the report says whether it
 applied; off: never; on or FILE (a JSON list of 50 000 label lists, default timm's imagenet_real_labels.json):

@@ -89,3 +89,18 @@ def test_real_labels_on_stops_where_names_carry_no_index(tmp_path, weights, fold
     assert main(base(weights, folder, tmp_path / "r.json", "--real-labels", "on")) == 2
     err = capsys.readouterr().err
     assert "--real-labels on" in err and "ILSVRC2012_val_" in err and not (tmp_path / "r.json").exists()
+
+
+def test_parquet_rows_that_keep_their_file_names_are_scored_with_real(tmp_path, weights, val_folder):
+    # the hub's ILSVRC/imagenet-1k keeps each image's ILSVRC2012_val_ file name in its `path`; so do the
+    # shards tools/parquet_shards.py writes from a folder
+    from tools.parquet_shards import folder_rows, write_shards
+
+    write_shards(tmp_path / "pq", list(folder_rows(str(val_folder))), shards=2)
+    folder_out, parquet_out = tmp_path / "f.json", tmp_path / "p.json"
+    assert main(base(weights, val_folder, folder_out, "-b", "3")) == 0
+    assert main(base(weights, tmp_path / "pq", parquet_out, "-b", "3")) == 0
+    from_folder, from_parquet = (json.loads(p.read_text()) for p in (folder_out, parquet_out))
+    assert from_parquet["real_labels"]["applied"] and from_parquet["real_labels"]["scored"] == 5
+    for mode in ("fp16", "fp32"):
+        assert from_parquet["results"][mode]["real_top1"] == from_folder["results"][mode]["real_top1"]
