@@ -76,8 +76,14 @@ def run(args) -> int:
                              "eval.py fallback")
     if not results.exists():
         return code or 1
+    speeds = None
+    if device.type == "cuda":  # images/s of every step measured alike (the evaluation's few batches are no speed)
+        from .speed import images_per_second
+
+        speeds = images_per_second(loaded.model, ["fp16"] + [s["mode"] for s in steps], args.batch_size,
+                                   eval_data_config(loaded.model)["input_size"], dtype, device, args.qflash_backend)
     table = fallback_table(results, mode, ranking, steps, positions, target=args.target_agreement,
-                           max_layers=args.max_float_layers)
+                           max_layers=args.max_float_layers, speeds=speeds, batch=args.batch_size)
     for path in write(table, results):
         print(f"written: {path}")
     return code
@@ -107,18 +113,11 @@ def search(base_model, mode: str, ranking, images, dtype, device, args) -> list[
 
 
 def _predictions(base_model, name: str, images, dtype, device, args):
-    import copy
-
     import torch
 
-    from ..attention_swap import AttentionConfig, swap_attention
-    from ..modes import MODES, parse_modes
+    from .speed import configured_model
 
-    if name not in MODES:
-        parse_modes(name, with_reference=False)
-    model = copy.deepcopy(base_model)
-    swap_attention(model, AttentionConfig(name, backend=args.qflash_backend))
-    model = model.to(device, MODES[name].dtype(str(dtype).replace("torch.", ""))).eval()
+    model = configured_model(base_model, name, dtype, device, args.qflash_backend)
     with torch.inference_mode():
         return torch.cat([model(chunk.to(device, next(model.parameters()).dtype)).argmax(1).cpu()
                           for chunk in images.split(args.batch_size)])

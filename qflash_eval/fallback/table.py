@@ -11,8 +11,10 @@ from ..stats import wilson_interval
 
 
 def fallback_table(results: pathlib.Path, mode: str, ranking, steps: list[dict], positions: list[int],
-                   target=None, max_layers=None) -> dict:
+                   target=None, max_layers=None, speeds=None, batch=None) -> dict:
+    """speeds: {mode: images/s} measured by speed.images_per_second (CUDA); without them, none are given."""
     report = json.loads(results.read_text())
+    speeds = speeds or {}
     rows = []
     for step in steps:
         entry = report["results"].get(step["mode"])
@@ -21,13 +23,14 @@ def fallback_table(results: pathlib.Path, mode: str, ranking, steps: list[dict],
         low, high = wilson_interval(entry["correct_top1"], entry["count"])
         rows.append({**step, "agreement": entry["agreement"], "top1": entry["top1"],
                      "top1_ci95": [round(100 * low, 2), round(100 * high, 2)], "count": entry["count"],
-                     "images_per_s": entry.get("images_per_s")})
+                     "images_per_s": speeds.get(step["mode"])})
     return {"model": report["model"], "mode": mode, "target_agreement": target, "max_float_layers": max_layers,
             "ranking_sqnr_db": [[i, round(s, 2)] for i, s in ranking],
             "calibration": {"images": len(positions), "positions": positions,
                             "rule": "evenly spaced over the images the evaluation leaves out"},
-            "fp16": {"top1": report["results"]["fp16"]["top1"], "images_per_s": report["results"]["fp16"].get(
-                "images_per_s")},
+            "fp16": {"top1": report["results"]["fp16"]["top1"], "images_per_s": speeds.get("fp16")},
+            "speed": (f"one batch of {batch} random images per configuration, CUDA-graph replays, median of 20, "
+                      "this process" if speeds else "not measured (images/s on CUDA only)"),
             "device": (report.get("provenance") or {}).get("device"), "evaluation": str(results),
             "data": report["data"], "provenance": report.get("provenance"), "rows": rows}
 
@@ -35,15 +38,18 @@ def fallback_table(results: pathlib.Path, mode: str, ranking, steps: list[dict],
 def markdown(table: dict) -> str:
     goal = (f"target {table['target_agreement']} % agreement" if table["target_agreement"] is not None
             else f"up to {table['max_float_layers']} layers" if table["max_float_layers"] is not None else "")
+    evaluated = table["rows"][0]["count"] if table["rows"] else 0
+    fp16_speed = table["fp16"]["images_per_s"]
     lines = [f"**{table['model']}**, {table['mode']}: layers kept in fp16, worst first ({goal}; ranked on "
-             f"{table['calibration']['images']} calibration images, evaluated on {table['rows'][0]['count'] if table['rows'] else 0}"
-             f" others); fp16 Top-1 {table['fp16']['top1']:.2f} %, {table['fp16']['images_per_s']} images/s on "
-             f"{table['device']}", "",
+             f"{table['calibration']['images']} calibration images, evaluated on {evaluated} others); fp16 Top-1 "
+             f"{table['fp16']['top1']:.2f} %" + (f", {fp16_speed} images/s" if fp16_speed else "")
+             + f" on {table['device']}; images/s: {table.get('speed', '-')}", "",
              "| fp16 layers | agreement, calibration % | agreement, evaluation % | Top-1 % | 95 % interval | images/s |",
              "|---|---|---|---|---|---|"]
     for r in table["rows"]:
         lines.append(f"| {r['float_layers'] or 'none'} | {r['calibration_agreement']:.2f} | {r['agreement']:.2f} | "
-                     f"{r['top1']:.2f} | {r['top1_ci95'][0]:.2f}-{r['top1_ci95'][1]:.2f} | {r['images_per_s']} |")
+                     f"{r['top1']:.2f} | {r['top1_ci95'][0]:.2f}-{r['top1_ci95'][1]:.2f} | "
+                     f"{r['images_per_s'] or '-'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -71,7 +77,6 @@ def chart(table: dict) -> bytes:
     left.legend(loc="lower right", fontsize=8)
     left.set_title(f"{table['model']}: {table['mode']} with fp16 layers")
     return figure_png(fig)
-
 
 
 def write(table: dict, results: pathlib.Path) -> list[pathlib.Path]:

@@ -116,6 +116,18 @@ def test_auto_and_the_fallback_command_on_real_images(tmp_path, clean_modes):
     assert [len(r["float_layers"]) for r in table["rows"]] == [0, 1]
     assert table["rows"][1]["float_layers"] == [table["ranking_sqnr_db"][0][0]]
     assert all(r["count"] == 4 for r in table["rows"]) and (tmp_path / "f.fallback.png").exists()
+    # images/s are measured on CUDA only, apart from the evaluation; the CPU table says so
+    assert all(r["images_per_s"] is None for r in table["rows"]) and "CUDA only" in table["speed"]
+    assert "| none |" in (tmp_path / "f.fallback.md").read_text()
+
+
+def test_each_step_is_timed_alike_on_one_batch(vit, clean_modes):
+    from qflash_eval.fallback.speed import images_per_second
+
+    model, _ = vit
+    speeds = images_per_second(model, ["fp16", "qflash+fp16[0]"], 2, (3, 224, 224), torch.float32,
+                               torch.device("cpu"), "reference", repeats=2)
+    assert list(speeds) == ["fp16", "qflash+fp16[0]"] and all(s > 0 for s in speeds.values())
 
 
 def test_fallback_and_sweep_refuse_existing_results_before_loading(tmp_path, capsys, monkeypatch):
