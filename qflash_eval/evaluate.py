@@ -118,8 +118,10 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
              classes: Optional[list[int]] = None) -> tuple[PerImage, bool]:
     """Run every model on every batch. Returns the outcomes and whether the run was interrupted.
 
-    warmup (default: on CUDA) runs each model on the first batch and on its first image before timing,
-    so that kernel compilation and autotuning are reported as warm-up, not as model time.
+    warmup (default: on CUDA) runs each model on the first batch and on its first image before timing, and
+    once more untimed on each later batch of a size not seen before (the last, short batch), so that kernel
+    compilation, autotuning and per-shape plans (cuDNN's attention builds one per shape) are reported as
+    warm-up, not as model time.
     An unusable item stops the loop before its batch (skip_unusable: the batch runs without it); Ctrl-C
     or SIGTERM stops after the batch in flight. What finished is kept and reported.
     classes: predictions restricted to these class indices (ImageNet-R / -A), None: all.
@@ -132,6 +134,7 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
     result.warmup_seconds = torch.zeros(len(models), dtype=torch.float64)
     correct = torch.zeros(len(models), dtype=torch.long)
     seen = 0
+    warmed = set()  # batch sizes every model has run untimed
     interrupted = False
     loop_start = time.perf_counter()
     try:
@@ -173,6 +176,12 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                             if progress is not None:  # a new machine compiles the kernels now: say so
                                 progress.set_postfix_str(f"warm-up: {m.mode} (kernels compile on first use)")
                             result.warmup_seconds[j] = _timed(lambda: (m(images), m(images[:1])), device)
+                        warmed.add(images.shape[0])
+                    elif warmup and images.shape[0] not in warmed:  # a new batch size: its plans are no model time
+                        for j, m in enumerate(models):
+                            current = m.mode
+                            result.warmup_seconds[j] += _timed(lambda: m(images), device)
+                        warmed.add(images.shape[0])
                     top5, log_probs = [], []
                     for j, m in enumerate(models):
                         current = m.mode

@@ -264,6 +264,29 @@ def test_graph_capture_counts_as_warmup_not_model_time():
     assert 0 < outcome.seconds[0] and outcome.seconds[0] + outcome.warmup_seconds[0] <= outcome.wall_seconds
 
 
+class SlowOnNewShape(torch.nn.Module):
+    """Eager stand-in for cuDNN's attention: 0.3 s for the first call of each input shape (a plan build)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.shapes = inner, set()
+
+    def forward(self, x):
+        if x.shape[0] not in self.shapes:
+            self.shapes.add(x.shape[0])
+            time.sleep(0.3)
+        return self.inner(x)
+
+
+def test_a_new_batch_size_is_warmed_up_before_it_is_timed():
+    batches = [batch_of(torch.randn(2, 3, 64, 64), [1, 2], [0, 1]),
+               batch_of(torch.randn(3, 3, 64, 64), [3, 4, 5], [2, 3, 4])]  # a last batch of a new size
+    outcome, _ = evaluate([ModeModel("fp16", SlowOnNewShape(tiny_vit()), torch.float32, 0)], batches,
+                          torch.device("cpu"), warmup=True)
+    # three plan builds (2 images, 1 image, 3 images), all in warm-up; none in the model time
+    assert outcome.warmup_seconds[0] >= 0.9 and outcome.seconds[0] < 0.3
+
+
 def test_summary_agreement_and_paired_interval():
     rows = [(0, 1, [1, 1], [1, 1]), (1, 2, [2, 3], [1, 1]), (2, 3, [0, 0], [0, 1]), (3, 4, [4, 4], [1, 1])]
     rows = [ImageOutcome(*r, [], f"img{r[0]}") for r in rows]
