@@ -1,6 +1,7 @@
-"""Which evaluation set a saved run scored: the 200-class restriction it recorded (ImageNet-R, -A), else the
+"""Which evaluation set a saved run scored: the 200-class restriction it recorded (ImageNet-R, -A: a run of
+those images without it was not scored as their users score them, so a name alone never makes one), else the
 data source's name (ImageNetV2's and ImageNet-Sketch's folders and hub ids name themselves), else the clean
-validation set. `eval.py compare --set NAME=RUN` overrides the guess."""
+validation set. `eval.py compare --set RUN=SET` overrides the guess."""
 from __future__ import annotations
 
 import re
@@ -10,8 +11,6 @@ _BY_SUBSET = {"imagenet-r": "R", "imagenet-a": "A"}
 _BY_NAME = (  # checked in order on the data source's description, lower case
     ("V2", re.compile(r"imagenet[-_ ]?v2|\bv2\b|matched[-_]frequency|threshold0\.7|top[-_]images")),
     ("Sketch", re.compile(r"sketch")),
-    ("R", re.compile(r"imagenet[-_]r\b|imagenet[-_]rendition")),
-    ("A", re.compile(r"imagenet[-_]a\b|imagenet[-_]adversarial|natural[-_]adv")),
 )
 
 

@@ -141,6 +141,8 @@ def test_compare_lines_up_the_sets_a_column_each(tmp_path, capsys):
                        valid="imagenet-r"),
             _saved_run(tmp_path / "mine.json", "folder /data/drawings", {"fp16": 30.0, "qflash": 28.0})]
     assert [set_of(json.loads(p.read_text())) for p in runs] == ["clean", "V2", "R", "clean"]
+    # R and A only from the 200-class restriction the run recorded, never from a name alone
+    assert set_of({"data": {"source": "folder /data/imagenet-r"}, "valid_labels": None}) == "clean"
     chart = tmp_path / "sets.png"
     assert main(["compare", *map(str, runs), "--set", "mine=Sketch", "--robustness-chart", str(chart)]) == 0
     captured = capsys.readouterr()
