@@ -6,6 +6,7 @@ own shards)."""
 from __future__ import annotations
 
 import bisect
+import functools
 from typing import Callable, Iterator, Optional
 
 from .arrow import label_column, records_from_arrow, wnid_index
@@ -45,14 +46,18 @@ class ParquetSource:
     def describe(self) -> str:
         return describe(self)
 
-    def labels(self) -> set:
-        """The class indices of every row (the label column alone is read), unknown wnids left out."""
+    @functools.cached_property
+    def _labels(self) -> frozenset:
         import pyarrow.parquet as pq
 
         values = {v for f in self.files for v in pq.read_table(f, columns=[self.column]).column(0).to_pylist()}
         if self.column == "wnid":
-            return {wnid_index()[v] for v in values if v in wnid_index()}
-        return {int(v) for v in values if v is not None}
+            return frozenset(wnid_index()[v] for v in values if v in wnid_index())
+        return frozenset(int(v) for v in values if v is not None)
+
+    def labels(self) -> frozenset:
+        """The class indices of every row (the label column alone is read, once), unknown wnids left out."""
+        return self._labels
 
 
 def rows_of_checked_file(file: str) -> tuple[int, str]:
