@@ -1,10 +1,10 @@
 """The robustness table: a row per mode, a column per set, each cell Top-1 and its change from fp16 on the
-same images; ReaL is the clean run's ReaL Top-1. A chart of the changes beside it."""
+same images (the report's delta_top1); ReaL is the clean run's ReaL Top-1. A chart of the changes beside it."""
 from __future__ import annotations
 
-import io
 from typing import Optional
 
+from ..charts import figure_png
 from ..modes import REFERENCE_MODE
 from ..report import markdown_table
 from .sets import SET_ORDER, set_of
@@ -21,7 +21,7 @@ def robustness_rows(named: list[tuple[str, dict]], overrides: Optional[dict] = N
             warnings.append(f"warning: runs {seen[which]} and {name} both scored {which}: the table shows {name}")
         seen[which] = name
         results = report["results"]
-        cells[which] = {mode: (r["top1"], None if mode == REFERENCE_MODE else _change(r["top1"], results))
+        cells[which] = {mode: (r["top1"], None if mode == REFERENCE_MODE else r.get("delta_top1"))
                         for mode, r in results.items() if r.get("top1") is not None}
         real = {mode: r["real_top1"] for mode, r in results.items() if r.get("real_top1") is not None}
         if which == "clean" and real:
@@ -29,11 +29,6 @@ def robustness_rows(named: list[tuple[str, dict]], overrides: Optional[dict] = N
             cells["ReaL"] = {mode: (t, None if base is None or mode == REFERENCE_MODE else t - base)
                              for mode, t in real.items()}
     return cells, warnings
-
-
-def _change(top1: float, results: dict) -> Optional[float]:
-    base = results.get(REFERENCE_MODE, {}).get("top1")
-    return None if base is None else top1 - base
 
 
 def _columns(cells: dict) -> list[str]:
@@ -77,8 +72,4 @@ def robustness_chart(cells: dict) -> Optional[bytes]:
     ax.set_ylabel("Top-1 change from fp16, points")
     ax.set_title("Integer attention across the robustness sets (same images per set)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)

@@ -126,8 +126,9 @@ def _saved_run(path, source, results, valid=None, real=False):
     report = {"model": "deit_tiny", "timm_name": "deit_tiny_patch16_224", "granularity": "sample",
               "data": {"source": source, "count": 50}, "valid_labels": {"name": valid} if valid else None,
               "real_labels": {"applied": real},
-              "results": {mode: {"top1": t, "count": 50, "correct_top1": round(t / 2), **(
-                  {"real_top1": t + 5} if real else {})} for mode, t in results.items()}}
+              "results": {mode: {"top1": t, "count": 50, "correct_top1": round(t / 2),
+                                 "delta_top1": t - results["fp16"], **({"real_top1": t + 5} if real else {})}
+                          for mode, t in results.items()}}
     path.write_text(json.dumps(report))
     return path
 
