@@ -6,6 +6,8 @@ unmodified.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -14,7 +16,8 @@ from .swap.core import ForwardContext, SwappedAttention
 from .swap.find import UnsupportedAttentionError, survey
 from .swap.sdpa_route import RoutedAttention
 
-__all__ = ["AttentionConfig", "SwappedAttention", "UnsupportedAttentionError", "calibrate_static", "swap_attention"]
+__all__ = ["AttentionConfig", "SwappedAttention", "UnsupportedAttentionError", "calibrate_static", "mode_copy",
+           "swap_attention"]
 
 
 def swap_attention(model: nn.Module, config: AttentionConfig) -> int:
@@ -52,6 +55,14 @@ def swap_attention(model: nn.Module, config: AttentionConfig) -> int:
     model.register_forward_pre_hook(remember_batch)
     model.qflash_context = context
     return len(found.targets)
+
+
+def mode_copy(base_model: nn.Module, config: AttentionConfig, dtype: torch.dtype, device) -> tuple[nn.Module, int]:
+    """A copy of base_model with its attention swapped for `config`, in `dtype` on `device`, in eval mode, and
+    how many attention modules were replaced (the evaluation's per-mode models, the fallback's timing)."""
+    model = copy.deepcopy(base_model)
+    replaced = swap_attention(model, config)
+    return model.to(device=device, dtype=dtype).eval(), replaced
 
 
 def calibrate_static(model: nn.Module, batches) -> int:

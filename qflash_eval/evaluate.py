@@ -87,7 +87,8 @@ def _synchronize(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def _timed(work, device: torch.device) -> float:
+def timed(work, device: torch.device) -> float:
+    """Seconds of work() on `device`, the device synchronized before and after."""
     _synchronize(device)
     start = time.perf_counter()
     work()
@@ -175,12 +176,12 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                             current = m.mode
                             if progress is not None:  # a new machine compiles the kernels now: say so
                                 progress.set_postfix_str(f"warm-up: {m.mode} (kernels compile on first use)")
-                            result.warmup_seconds[j] = _timed(lambda: (m(images), m(images[:1])), device)
+                            result.warmup_seconds[j] = timed(lambda: (m(images), m(images[:1])), device)
                         warmed.add(images.shape[0])
                     elif warmup and images.shape[0] not in warmed:  # a new batch size: its plans are no model time
                         for j, m in enumerate(models):
                             current = m.mode
-                            result.warmup_seconds[j] += _timed(lambda: m(images), device)
+                            result.warmup_seconds[j] += timed(lambda: m(images), device)
                         warmed.add(images.shape[0])
                     top5, log_probs = [], []
                     for j, m in enumerate(models):

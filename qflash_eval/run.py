@@ -2,7 +2,6 @@
 the data) -> finish (gather, merge a resumed run, report, files)."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import os
@@ -14,7 +13,7 @@ from typing import Optional
 import torch
 
 from . import outputs, report
-from .attention_swap import calibrate_static, swap_attention
+from .attention_swap import calibrate_static, mode_copy
 from .data import DataError, make_loader, open_source
 from .evaluate import ModeModel, evaluate
 from .fallback import resolve_auto_float_layers
@@ -126,11 +125,9 @@ def build_mode_models(base_model, modes: list[str], config: RunConfig, device) -
     """A copy of the model per mode, attention swapped, in the mode's dtype, on the device."""
     mode_models = []
     for name in modes:
-        model = copy.deepcopy(base_model)
         attention = AttentionConfig(name, config.granularity, config.ivit_bits, config.qflash_backend)
-        replaced = swap_attention(model, attention)
         dtype = MODES[name].dtype(config.dtype)
-        model = model.to(device=device, dtype=dtype).eval()
+        model, replaced = mode_copy(base_model, attention, dtype, device)
         graphed = GraphedForward(model) if config.cuda_graphs else None
         mode_models.append(ModeModel(name, model, dtype, replaced, graphed, attention))
     return mode_models
