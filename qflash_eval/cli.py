@@ -164,7 +164,8 @@ def compare_main(argv: list[str]) -> int:
     p.add_argument("--robustness-chart", help="also draw the change from fp16 per evaluation set into this PNG")
     args = p.parse_args(argv)
     try:
-        table, warnings, named = compare(args.results, _run_sets(args.set))
+        sets = _run_sets(args.set)
+        table, warnings, named = compare(args.results, sets)
         for target in (args.out, args.csv, args.chart, args.robustness_chart):
             if target and not pathlib.Path(target).expanduser().parent.is_dir():
                 raise ValueError(f"cannot write {target}: folder {pathlib.Path(target).parent} does not exist")
@@ -187,7 +188,7 @@ def compare_main(argv: list[str]) -> int:
     if args.robustness_chart:
         from .robustness import robustness_chart, robustness_rows
 
-        png = robustness_chart(robustness_rows(named, _run_sets(args.set))[0])
+        png = robustness_chart(robustness_rows(named, sets)[0])
         if png is not None:
             atomic_write(pathlib.Path(args.robustness_chart), png)
     return 0

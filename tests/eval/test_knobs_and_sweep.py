@@ -84,6 +84,18 @@ def test_score_clamp_counts_far_keys_as_that_far_and_keeps_masked_keys_at_zero()
         assert torch.equal(masked, dropped), clamp
 
 
+def test_the_knob_table_holds_the_entries_own_defaults():
+    # variants/knobs.py keeps the defaults without importing the kernels (eval.py --help starts without torch)
+    import inspect
+
+    from qflash_eval.variants.knobs import _ENTRIES, KNOBS
+
+    for base, knobs in KNOBS.items():
+        signature = inspect.signature(getattr(qk, _ENTRIES[base]))
+        assert {k: default for k, (default, _) in knobs.items()} == {
+            k: signature.parameters[k].default for k in knobs}, base
+
+
 def test_the_papers_key_tile_default_is_its_own():
     q, k, v = _qkv(4)
     assert torch.equal(qk.qflash_paper_attention(q, k, v, key_tile=32, backend="reference"),
