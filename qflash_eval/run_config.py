@@ -57,7 +57,7 @@ class RunConfig:
         "deit_tiny_patch16_224.safetensors); before the hub")
     use_ema: bool = setting(False, "--use-ema", result=True, help="take the EMA weights of a checkpoint that has them")
     num_samples: Optional[int] = setting(
-        None, "--num-samples", type=int, result=True,
+        None, "-n", "--num-samples", type=int, result=True,
         help="evaluate N images evenly spaced over the source (image floor(i * size / N), i = 0..N-1)")
     batch_size: int = setting(64, "-b", "--batch-size", type=int, result=True, help="images per batch")
     workers: Optional[int] = setting(

@@ -26,6 +26,11 @@ def test_cuda_graphs_default_to_the_device_and_either_flag_decides():
     assert config_from_args(["-m", "deit_tiny", "--no-cuda-graphs"]).cuda_graphs is False
 
 
+def test_the_evaluation_takes_the_short_flags_of_its_sibling_commands():
+    # fallback, sweep and diagnose take -n for their images: an evaluation does too
+    assert config_from_args(["-m", "deit_tiny", "-n", "8", "-b", "4"]).num_samples == 8
+
+
 def test_a_preset_is_an_overlay_and_flags_win():
     smoke = config_from_args(["--preset", "smoke", "-b", "7", "--granularity", "batch"])
     assert smoke.batch_size == 7 and smoke.granularity == "batch"
