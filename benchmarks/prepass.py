@@ -4,10 +4,11 @@ python -m benchmarks.prepass [--workloads A1 A2 A3] [--batch 256] [--old PKG] [-
 
 Q/K/V are timm's views of one (Z, N, 3, H, D) float16 qkv buffer, as the op receives them. For each workload
 it prints CUDA-graph medians (same process) of: the fastest SDPA (for scale), the whole op, the int8 kernel
-alone, the op with K/V quantized as the kernel loads them (no int8 pass), the scales alone, the amax of Q/K/V
-alone (one read: the read floor as this GPU reaches it), and the one-pass amax + int8 kernel (also that of
---old, which must give the same bits). The floor: bytes the pass must move (Q, K, V read once, int8 K and V
-written) over the device's copy bandwidth measured in the same process.
+alone, the op with K/V quantized as the kernel loads them (no int8 pass), the op with static (calibrated)
+scales, the scales alone, the amax of Q/K/V alone (one read: the read floor as this GPU reaches it), and the
+one-pass amax + int8 kernel (also that of --old, which must give the same bits). The floor: bytes the pass
+must move (Q, K, V read once, int8 K and V written) over the device's copy bandwidth measured in the same
+process.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .timing import SDPA_BACKENDS, copy_bandwidth_gbs, graph_median_ms, sdpa_fn
 
 
 ON_LOAD = "qflash op, K/V quantized on load (no int8 pass)"
+STATIC = "qflash op, static scales (no amax: one int8 pass)"
 
 
 def timm_qkv(z: int, h: int, n: int, d: int):
@@ -67,6 +69,7 @@ def bench(name: str, batch: int, old_pkg, bandwidth: float) -> list[dict]:
     out = empty_output(q.shape, q.dtype, q.device)
     on_load = op_quantizing_on_load(q, k, v, empty_output(q.shape, q.dtype, q.device))
     elements = z * h * n * d
+    static = tuple(float(t.abs().amax()) / 127 for t in (q, k, v))  # calibrated scales, as --granularity static
     floor_bytes = 3 * elements * 2 + 2 * elements  # Q, K, V read once (float16); int8 K and V written
     rows = [{"workload": name, "batch": batch, "what": "fastest SDPA",
              "ms": min(graph_median_ms(sdpa_fn(q, k, v, b)) for b in SDPA_BACKENDS)},
@@ -76,6 +79,8 @@ def bench(name: str, batch: int, old_pkg, bandwidth: float) -> list[dict]:
                 lambda: launch_qflash(q_f, k8, v8, out, scales, v_operand_order=True, v_rows=v_rows,
                                       scales_from_inputs=True))},
             {"workload": name, "batch": batch, "what": ON_LOAD, "ms": graph_median_ms(on_load)},
+            {"workload": name, "batch": batch, "what": STATIC, "ms": graph_median_ms(
+                lambda: qk.qflash_attention(q, k, v, granularity="static", static_scales=static))},
             {"workload": name, "batch": batch, "what": "scales alone (amax + constants)",
              "ms": graph_median_ms(lambda: qk.compute_scales(q, k, v))},
             {"workload": name, "batch": batch, "what": "amax of Q, K, V (one read)",
