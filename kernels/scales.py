@@ -63,8 +63,14 @@ def group_amax(q, k, v, granularity: str, group: int) -> torch.Tensor:
 
 def static_amax(static_scales, z: int, device: torch.device) -> torch.Tensor:
     """The caller's scales (s_q, s_k, s_v), each a float or a tensor of shape () / (Z,), as (3, Z) amax."""
-    return torch.stack([(torch.as_tensor(s, dtype=torch.float32, device=device) * QMAX).expand(z)
-                        for s in static_scales])
+    return torch.stack([(_float32_on(device, s) * QMAX).expand(z) for s in static_scales])
+
+
+def _float32_on(device: torch.device, s) -> torch.Tensor:
+    # a float is filled on the device, not copied from the host, so the op can run inside a CUDA graph capture
+    if isinstance(s, torch.Tensor):
+        return s.to(device, torch.float32)
+    return torch.full((), s, dtype=torch.float32, device=device)
 
 
 def torch_scales(

@@ -185,6 +185,29 @@ def test_int8_entry_takes_per_image_tensor_scales_and_is_capturable(rng, device)
         assert torch.equal(captured, from_floats)
 
 
+def test_static_float_scales_are_made_on_the_device_and_capturable(rng, device):
+    """Float static scales become the same float32 amax as tensor ones, without a host copy: the float-input
+    op with static scales runs inside a CUDA graph capture (a host-to-device copy there is an error)."""
+    from qflash_kernels.scales import static_amax
+
+    floats = (0.02, 1 / 3, 7e-4)
+    as_tensors = tuple(torch.tensor(s, dtype=torch.float32) for s in floats)
+    expected = torch.stack([torch.tensor(s, dtype=torch.float32).expand(3) * 127 for s in floats])
+    assert torch.equal(static_amax(floats, 3, device).cpu(), expected)
+    assert torch.equal(static_amax(as_tensors, 3, device).cpu(), expected)
+    if device.type != "cuda":
+        return
+    q, k, v = random_qkv(rng, 4, 3, 197, 64, device=device)
+    eager = qflash_attention(q, k, v, granularity="static", static_scales=floats)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = qflash_attention(q, k, v, granularity="static", static_scales=floats)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(captured, eager)
+
+
 def test_ties_round_to_even_and_large_values_saturate_in_kernel_and_reference(rng, device):
     """Scale 1 makes x.5 inputs exact ties: the reference (torch.round) and the kernel's magic-number
     rounding must both send them to the even neighbour, on load and in the quantize pass."""
