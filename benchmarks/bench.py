@@ -151,11 +151,9 @@ def bench_models(models: list[str], batch: int, meter: Optional[EnergyMeter] = N
                  modes: Optional[list[str]] = None) -> list[dict]:
     """Images/s of each model in each mode (all but fp32 unless `modes` names some; fp16 always, first): eager
     (host launches every kernel) and CUDA-graph replay, and with `meter` the energy per image of the replay."""
-    import copy
-
     import timm
 
-    from qflash_eval.attention_swap import swap_attention
+    from qflash_eval.attention_swap import mode_copy
     from qflash_eval.config import resolve_model_name
     from qflash_eval.modes import ALL_MODES, PEER_MODES, AttentionConfig
 
@@ -166,9 +164,7 @@ def bench_models(models: list[str], batch: int, meter: Optional[EnergyMeter] = N
         fp16_ms, fp16_energy = {}, None
         chosen = [m for m in ALL_MODES + PEER_MODES if m != "fp32" and (modes is None or m in modes or m == "fp16")]
         for mode in chosen:  # fp16 first: the others are relative to it
-            model = copy.deepcopy(base)
-            swap_attention(model, AttentionConfig(mode))
-            model = model.cuda().half()
+            model = mode_copy(base, AttentionConfig(mode), torch.float16, "cuda")[0]
             energy = None
             with torch.inference_mode():
                 timings = {"eager": median_ms(lambda: model(x), warmup=5, rep=30)}
