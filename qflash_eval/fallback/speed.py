@@ -7,6 +7,14 @@ from __future__ import annotations
 
 import statistics
 
+REPEATS = 20
+
+
+def method(batch: int, repeats: int = REPEATS) -> str:
+    """How images_per_second measures, for the table."""
+    return (f"one batch of {batch} random images per configuration, CUDA-graph replays, median of {repeats}, "
+            "this process")
+
 
 def configured_model(base_model, name: str, dtype, device, backend: str):
     """A copy of base_model with its attention in mode `name`, in that mode's dtype, on `device`, in eval mode."""
@@ -20,7 +28,7 @@ def configured_model(base_model, name: str, dtype, device, backend: str):
 
 
 def images_per_second(base_model, names: list[str], batch: int, input_size, dtype, device, backend: str,
-                      repeats: int = 20) -> dict:
+                      repeats: int = REPEATS) -> dict:
     """{mode: images/s} of one (batch, *input_size) random batch through each configuration."""
     import torch
 

@@ -8,6 +8,7 @@ import pathlib
 from ..charts import figure_png
 from ..outputs import write_beside
 from ..stats import wilson_interval
+from .speed import method
 
 
 def fallback_table(results: pathlib.Path, mode: str, ranking, steps: list[dict], positions: list[int],
@@ -29,8 +30,7 @@ def fallback_table(results: pathlib.Path, mode: str, ranking, steps: list[dict],
             "calibration": {"images": len(positions), "positions": positions,
                             "rule": "evenly spaced over the images the evaluation leaves out"},
             "fp16": {"top1": report["results"]["fp16"]["top1"], "images_per_s": speeds.get("fp16")},
-            "speed": (f"one batch of {batch} random images per configuration, CUDA-graph replays, median of 20, "
-                      "this process" if speeds else "not measured (images/s on CUDA only)"),
+            "speed": method(batch) if speeds else "not measured (images/s on CUDA only)",
             "device": (report.get("provenance") or {}).get("device"), "evaluation": str(results),
             "data": report["data"], "provenance": report.get("provenance"), "rows": rows}
 
