@@ -134,8 +134,8 @@ def qflash_attention_int8(
     """qflash on already-quantized int8 (Z, H, N, D) Q/K/V with their scales (s_q, s_k, s_v); float16 output.
 
     scales: each a float or a tensor of shape () or (Z,) (per image). Tensors on q8's device are read there
-    (no host copy: the call can be captured in a CUDA graph); float scales are turned into the kernel's
-    constants once per value and device, so after a first call they need no host copy either.
+    and floats are filled there (no host copy: the call can be captured in a CUDA graph); float scales are
+    turned into the kernel's constants once per value and device, so later calls launch nothing for them.
     """
     check_attention_inputs(q8, k8, v8, bias, mask, allow_int8=True)
     if needs_padding(q8, v8):
