@@ -177,7 +177,7 @@ def evaluate(models: list[ModeModel], loader, device: torch.device, progress=Non
                             if progress is not None:  # a new machine compiles the kernels now: say so
                                 progress.set_postfix_str(f"warm-up: {m.mode} (kernels compile on first use)")
                             result.warmup_seconds[j] = timed(lambda: (m(images), m(images[:1])), device)
-                        warmed.add(images.shape[0])
+                        warmed.update((images.shape[0], 1))
                     elif warmup and images.shape[0] not in warmed:  # a new batch size: its plans are no model time
                         for j, m in enumerate(models):
                             current = m.mode
